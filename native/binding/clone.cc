@@ -1,0 +1,7 @@
+#include "areas.h"
+
+namespace strata {
+
+void InitClone(Napi::Env, Napi::Object) {}
+
+}  // namespace strata

@@ -1,0 +1,26 @@
+#include "mount.h"
+
+#include <errno.h>
+#include <sys/mount.h>
+
+namespace strata {
+
+Failure Mount(const std::string& source, const std::string& target,
+              const std::string& fstype, unsigned long flags,
+              const std::string& data) {
+  const char* src = source.empty() ? nullptr : source.c_str();
+  const char* type = fstype.empty() ? nullptr : fstype.c_str();
+  const void* opts = data.empty() ? nullptr : data.c_str();
+  if (mount(src, target.c_str(), type, flags, opts) != 0) {
+    if (source.empty()) return Fail(errno, "mount", target);
+    return Fail(errno, "mount", source, target);
+  }
+  return Ok();
+}
+
+Failure Unmount(const std::string& target, int flags) {
+  if (umount2(target.c_str(), flags) != 0) return Fail(errno, "umount2", target);
+  return Ok();
+}
+
+}  // namespace strata

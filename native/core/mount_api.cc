@@ -1,0 +1,1 @@
+#include "mount_api.h"

@@ -1,0 +1,71 @@
+// Test fixtures that make real kernel objects (directories, tmpfs mounts) and a
+// cleanup stack that releases them, in reverse order, even when a test fails.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { mount, unmount } from '../../lib/native/mount.js';
+
+/** Everything a test run creates lives below this directory. */
+export const testBase = join(tmpdir(), `strata-test-${process.pid}`);
+mkdirSync(testBase, { recursive: true });
+
+export const isRoot = process.getuid?.() === 0;
+
+type Cleanup = () => unknown;
+
+/** A LIFO stack of cleanups; `release()` runs them all and reports the first failure. */
+export class Cleanups {
+  private readonly stack: Cleanup[] = [];
+
+  defer(fn: Cleanup): void {
+    this.stack.push(fn);
+  }
+
+  async release(): Promise<void> {
+    let first: unknown;
+    for (let fn = this.stack.pop(); fn; fn = this.stack.pop()) {
+      try {
+        await fn();
+      } catch (error) {
+        first ??= error;
+      }
+    }
+    if (first) throw first;
+  }
+}
+
+/** A fresh empty directory below testBase, removed on cleanup. */
+export function scratchDir(cleanups: Cleanups, name = 'dir'): string {
+  const dir = mkdtempSync(join(testBase, `${name}-`));
+  cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A tmpfs mounted on a fresh directory, unmounted and removed on cleanup. */
+export async function tmpfsDir(cleanups: Cleanups, size = '256m'): Promise<string> {
+  const dir = scratchDir(cleanups, 'tmpfs');
+  await mount(dir, { source: 'tmpfs', fstype: 'tmpfs', data: `size=${size},mode=0755` });
+  cleanups.defer(() => unmount(dir, ['detach']));
+  return dir;
+}
+
+/** Mount points at or below `dir`, from this process's mount table. */
+export function mountsBelow(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .map((field) => field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+    .filter((point) => point === dir || point.startsWith(`${dir}/`));
+}
+
+/**
+ * Skips the current test or suite when a kernel feature is missing, with the
+ * reason. Under CI=true the reporter counts every skip as a failure.
+ */
+export function requireFeature(ctx: Mocha.Context, available: boolean, reason: string): void {
+  if (!available) {
+    ctx.test?.title && (ctx.test.title += ` (skipped: ${reason})`);
+    ctx.skip();
+  }
+}
