@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// The strata command: a thin shell over the library. Data goes to stdout,
+// progress and logs to stderr; failures exit non-zero with one line on stderr.
+import { Command, CommanderError } from 'commander';
+
+import { registerInfo } from './commands/info.js';
+import { UsageError } from './output.js';
+
+export function buildProgram(): Command {
+  const program = new Command('strata')
+    .description('Layered container storage: image layers, container layers, storage drivers, volumes')
+    .option('--root <dir>', 'store root directory (env STRATA_ROOT)', process.env.STRATA_ROOT ?? '/var/lib/stratafs')
+    .option('--storage-driver <name>', 'storage driver to use (env STRATA_STORAGE_DRIVER)', process.env.STRATA_STORAGE_DRIVER)
+    .exitOverride();
+  registerInfo(program);
+  return program;
+}
+
+/** The global options every command sees. */
+export interface GlobalOptions {
+  root: string;
+  storageDriver?: string;
+}
+
+export function globalOptions(command: Command): GlobalOptions {
+  return command.optsWithGlobals<GlobalOptions>();
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // help and version exit 0; commander has already printed its message
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`Error: ${message.split('\n')[0]}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

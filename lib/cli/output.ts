@@ -1,0 +1,62 @@
+// Output as docker prints it: borderless tables with upper-case headers and
+// three spaces between columns, JSON Lines for lists, a JSON array for inspect.
+import type { Writable } from 'node:stream';
+
+export type Format = 'table' | 'json';
+
+export interface Column<T> {
+  header: string;
+  value: (row: T) => string;
+}
+
+export function formatTable<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
+  const cells = [columns.map((c) => c.header), ...rows.map((row) => columns.map((c) => c.value(row)))];
+  const widths = columns.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? '').length)));
+  return cells
+    .map((line) =>
+      line
+        .map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd((widths[i] ?? 0) + 3)))
+        .join('')
+        .trimEnd(),
+    )
+    .join('\n')
+    .concat('\n');
+}
+
+export function formatJsonLines(rows: readonly unknown[]): string {
+  return rows.map((row) => `${JSON.stringify(row)}\n`).join('');
+}
+
+/** Sizes as docker prints them: decimal units, three significant digits ("1.23MB"). */
+export function formatSize(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  const text = unit === 0 ? String(value) : value.toPrecision(3).replace(/\.?0+$/, '');
+  return `${text}${units[unit]}`;
+}
+
+/** Writes a list in the chosen format; `-q` prints only the ids. */
+export function printList<T>(
+  out: Writable,
+  rows: readonly T[],
+  options: { format: Format; quiet?: boolean; columns: readonly Column<T>[]; id: (row: T) => string; json: (row: T) => unknown },
+): void {
+  if (options.quiet) out.write(rows.map((row) => `${options.id(row)}\n`).join(''));
+  else if (options.format === 'json') out.write(formatJsonLines(rows.map(options.json)));
+  else out.write(formatTable(rows, options.columns));
+}
+
+export function parseFormat(value: string): Format {
+  if (value !== 'table' && value !== 'json') {
+    throw new UsageError(`invalid --format "${value}": use "table" or "json"`);
+  }
+  return value;
+}
+
+/** A mistake in how the command was called (exit status 2). */
+export class UsageError extends Error {}
