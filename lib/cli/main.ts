@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 
 import { registerInfo } from './commands/info.js';
+import { registerLayer } from './commands/layer.js';
 import { UsageError } from './output.js';
 
 export function buildProgram(): Command {
@@ -13,17 +14,8 @@ export function buildProgram(): Command {
     .option('--storage-driver <name>', 'storage driver to use (env STRATA_STORAGE_DRIVER)', process.env.STRATA_STORAGE_DRIVER)
     .exitOverride();
   registerInfo(program);
+  registerLayer(program);
   return program;
-}
-
-/** The global options every command sees. */
-export interface GlobalOptions {
-  root: string;
-  storageDriver?: string;
-}
-
-export function globalOptions(command: Command): GlobalOptions {
-  return command.optsWithGlobals<GlobalOptions>();
 }
 
 async function main(argv: string[]): Promise<number> {

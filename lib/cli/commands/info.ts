@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 
 import { collectHostInfo, type HostInfo } from '../../system/info.js';
-import { globalOptions } from '../main.js';
+import { globalOptions } from '../context.js';
 import { parseFormat } from '../output.js';
 
 function renderInfo(info: HostInfo): string {

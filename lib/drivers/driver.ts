@@ -1,0 +1,19 @@
+// What every storage driver implements, as containerd's snapshotters do: a few
+// verbs over directories it owns. Drivers never touch the metadata database.
+import type { WhiteoutMode } from '../archive/apply.js';
+
+export interface LayerDriver {
+  readonly name: string;
+  /** How whiteouts in a layer tar become this driver's native form. */
+  readonly whiteouts: WhiteoutMode;
+  /** Everything the driver keeps on disk for one layer; removed whole on failure. */
+  layerPath(cacheId: string): string;
+  /**
+   * Makes the directory a layer tar is applied into: empty for a driver that
+   * stacks layers (overlay2), a copy of the parent for one that snapshots.
+   */
+  createLayer(cacheId: string, parentCacheId: string | null): Promise<string>;
+  /** The directory holding the files of the layer's own tar entries. */
+  layerDir(cacheId: string): string;
+  removeLayer(cacheId: string): Promise<void>;
+}

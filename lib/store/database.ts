@@ -1,0 +1,39 @@
+// The one metadata database of a store root: SQLite in WAL mode, shared safely
+// by several processes. Every change that must be atomic runs in `transaction`.
+import Database from 'better-sqlite3';
+
+import { StoreError } from './errors.js';
+import { migrations } from './schema.js';
+
+export type Db = Database.Database;
+
+export function openDatabase(file: string): Db {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // FULL: a committed transaction survives power loss, not only a crash.
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  // Other processes may hold the write lock briefly; wait rather than fail.
+  db.pragma('busy_timeout = 30000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  transaction(db, () => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > migrations.length) {
+      throw new StoreError(
+        'ERR_STORE_SCHEMA',
+        `the store's metadata has schema version ${version}, newer than this stratafs understands (${migrations.length}): upgrade stratafs`,
+      );
+    }
+    for (const migration of migrations.slice(version)) db.exec(migration);
+    db.pragma(`user_version = ${migrations.length}`);
+  });
+}
+
+/** Runs `fn` in a write transaction taken up front (BEGIN IMMEDIATE), so reads inside it are not stale. */
+export function transaction<T>(db: Db, fn: () => T): T {
+  return db.transaction(fn).immediate();
+}

@@ -1,0 +1,21 @@
+// Engine errors carry a stable code (ERR_*), as classic-level's do; syscall
+// failures keep their errno codes instead.
+export type StoreErrorCode =
+  | 'ERR_LAYER_UNKNOWN'
+  | 'ERR_LAYER_AMBIGUOUS'
+  | 'ERR_LAYER_IN_USE'
+  | 'ERR_INVALID_DIGEST'
+  | 'ERR_DIGEST_MISMATCH'
+  | 'ERR_DRIVER_UNSUPPORTED'
+  | 'ERR_DRIVER_MISMATCH'
+  | 'ERR_STORE_SCHEMA';
+
+export class StoreError extends Error {
+  readonly code: StoreErrorCode;
+
+  constructor(code: StoreErrorCode, message: string) {
+    super(message);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}

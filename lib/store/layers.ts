@@ -1,0 +1,234 @@
+// The layer graph: read-only layers addressed by ChainID, shared by everything
+// that uses them, with their reference counts kept in the same transaction as
+// the change that alters them.
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+
+import { applyLayerArchive, type ApplyResult } from '../archive/apply.js';
+import { exportLayerArchive } from '../archive/export.js';
+import type { LayerDriver } from '../drivers/driver.js';
+import { transaction, type Db } from './database.js';
+import { chainId as computeChainId, isDigest, parseDigest, shortId, type Digest } from './digest.js';
+import { StoreError } from './errors.js';
+import { beginStaging, discardStaged, endStaging } from './staging.js';
+
+export interface Layer {
+  chainId: Digest;
+  diffId: Digest;
+  parent: Digest | null;
+  cacheId: string;
+  driver: string;
+  /** Bytes of file content in the layer, as docker reports a layer's size. */
+  size: number;
+  /** Bytes of the uncompressed tar the layer was imported from. */
+  tarSize: number;
+  entries: number;
+  created: string;
+  /** What holds the layer: child layers, images, containers, an explicit import. */
+  refs: number;
+  /** Whether a user imported it directly (strata layer import), which holds one reference. */
+  explicit: boolean;
+}
+
+export interface ImportOptions {
+  parent?: Digest | null;
+  /** The DiffID the archive must have; with it, a layer already present is not read again. */
+  expectedDiffId?: Digest;
+  /** Whether the import itself holds a reference (a user's import, not an image's layer). */
+  explicit?: boolean;
+  onProgress?: (compressedBytesRead: number) => void;
+}
+
+export interface ImportResult {
+  layer: Layer;
+  /** True when the layer was already in the store: nothing new was written. */
+  existed: boolean;
+  compression?: ApplyResult['compression'];
+}
+
+interface LayerRow {
+  chain_id: Digest;
+  diff_id: Digest;
+  parent: Digest | null;
+  cache_id: string;
+  driver: string;
+  tar_size: number;
+  content_size: number;
+  entries: number;
+  explicit: number;
+  refs: number;
+  created: string;
+}
+
+const COLUMNS = 'chain_id, diff_id, parent, cache_id, driver, tar_size, content_size, entries, explicit, refs, created';
+
+function toLayer(row: LayerRow): Layer {
+  return {
+    chainId: row.chain_id,
+    diffId: row.diff_id,
+    parent: row.parent,
+    cacheId: row.cache_id,
+    driver: row.driver,
+    size: row.content_size,
+    tarSize: row.tar_size,
+    entries: row.entries,
+    created: row.created,
+    refs: row.refs,
+    explicit: row.explicit === 1,
+  };
+}
+
+export class LayerStore {
+  constructor(
+    private readonly db: Db,
+    private readonly driver: LayerDriver,
+  ) {}
+
+  get(chainId: Digest): Layer | undefined {
+    const row = this.db.prepare(`SELECT ${COLUMNS} FROM layers WHERE chain_id = ?`).get(chainId) as LayerRow | undefined;
+    return row && toLayer(row);
+  }
+
+  list(): Layer[] {
+    const rows = this.db.prepare(`SELECT ${COLUMNS} FROM layers ORDER BY created, chain_id`).all() as LayerRow[];
+    return rows.map(toLayer);
+  }
+
+  /** Finds a layer by ChainID, its hex, or a unique prefix of either. */
+  resolve(reference: string): Layer {
+    const hex = reference.replace(/^sha256:/, '');
+    if (!/^[0-9a-f]{1,64}$/.test(hex)) {
+      throw new StoreError('ERR_LAYER_UNKNOWN', `no such layer: "${reference}" is not a layer id`);
+    }
+    const rows = this.db
+      .prepare(`SELECT ${COLUMNS} FROM layers WHERE chain_id LIKE ? LIMIT 2`)
+      .all(`sha256:${hex}%`) as LayerRow[];
+    if (rows.length === 0) throw new StoreError('ERR_LAYER_UNKNOWN', `no such layer: ${reference}`);
+    if (rows.length > 1) {
+      throw new StoreError('ERR_LAYER_AMBIGUOUS', `layer id prefix "${reference}" matches several layers: give more digits`);
+    }
+    return toLayer(rows[0]!);
+  }
+
+  /**
+   * Applies a layer tar (plain, gzip or zstd) on top of `parent` and registers
+   * it. The layer becomes visible only once its data is on disk and its
+   * metadata committed; on any failure nothing is registered or left behind.
+   */
+  async import(input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<ImportResult> {
+    const parent = options.parent ? this.requireLayer(options.parent, 'parent layer') : null;
+    if (options.expectedDiffId) {
+      const expected = parseDigest(options.expectedDiffId, 'layer digest');
+      const existing = this.get(computeChainId(parent?.chainId ?? null, expected));
+      if (existing) return { layer: this.hold(existing, options.explicit ?? false), existed: true };
+    }
+
+    const cacheId = randomBytes(32).toString('hex');
+    const path = this.driver.layerPath(cacheId);
+    beginStaging(this.db, path);
+    try {
+      const dir = await this.driver.createLayer(cacheId, parent?.cacheId ?? null);
+      const applied = await applyLayerArchive(input, dir, {
+        whiteouts: this.driver.whiteouts,
+        ...(options.expectedDiffId && { expectedDiffId: options.expectedDiffId }),
+        ...(options.onProgress && { onProgress: options.onProgress }),
+      });
+      const diffId = parseDigest(applied.diffId, 'DiffID');
+      const registered = this.register(cacheId, parent?.chainId ?? null, diffId, applied, options.explicit ?? false);
+      if (registered.existed) await discardStaged(this.db, path);
+      return { ...registered, compression: applied.compression };
+    } catch (error) {
+      await discardStaged(this.db, path);
+      throw error;
+    }
+  }
+
+  /** Streams the layer as the exact tar it was imported from: sha256 of the stream is its DiffID. */
+  export(chainId: Digest): Readable {
+    const layer = this.requireLayer(chainId, 'layer');
+    const row = this.db.prepare('SELECT tar_split FROM layers WHERE chain_id = ?').get(chainId) as { tar_split: Buffer };
+    return exportLayerArchive(this.driver.layerDir(layer.cacheId), gunzipSync(row.tar_split), layer.diffId);
+  }
+
+  /**
+   * Drops a user's reference to a layer. A layer still used by a child layer,
+   * an image or a container stays; one nothing uses any more is removed, and
+   * so, in turn, is each parent that this leaves unused.
+   */
+  async remove(chainId: Digest): Promise<Layer[]> {
+    const doomed = transaction(this.db, () => {
+      const layer = this.requireLayer(chainId, 'layer');
+      const held = layer.refs - (layer.explicit ? 1 : 0);
+      if (held > 0) throw new StoreError('ERR_LAYER_IN_USE', `layer ${shortId(chainId)} is in use: ${this.describeUsers(layer)}`);
+      const removed: Layer[] = [];
+      for (let next: Layer | undefined = layer; next; ) {
+        this.db.prepare('DELETE FROM layers WHERE chain_id = ?').run(next.chainId);
+        beginStaging(this.db, this.driver.layerPath(next.cacheId));
+        removed.push(next);
+        if (!next.parent) break;
+        this.db.prepare('UPDATE layers SET refs = refs - 1 WHERE chain_id = ?').run(next.parent);
+        const parent = this.get(next.parent);
+        next = parent && !parent.explicit && parent.refs === 0 ? parent : undefined;
+      }
+      return removed;
+    });
+    for (const layer of doomed) {
+      await this.driver.removeLayer(layer.cacheId);
+      endStaging(this.db, this.driver.layerPath(layer.cacheId));
+    }
+    return doomed;
+  }
+
+  private register(cacheId: string, parent: Digest | null, diffId: Digest, applied: ApplyResult, explicit: boolean): ImportResult {
+    const chainId = computeChainId(parent, diffId);
+    return transaction(this.db, () => {
+      const existing = this.get(chainId);
+      if (existing) return { layer: this.hold(existing, explicit), existed: true };
+      if (parent && !this.get(parent)) {
+        throw new StoreError('ERR_LAYER_UNKNOWN', `parent layer ${shortId(parent)} was removed while this layer was being imported`);
+      }
+      this.db
+        .prepare(
+          `INSERT INTO layers (chain_id, diff_id, parent, cache_id, driver, tar_size, content_size, entries, tar_split, explicit, refs, created)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          chainId,
+          diffId,
+          parent,
+          cacheId,
+          this.driver.name,
+          applied.tarSize,
+          applied.contentSize,
+          applied.entries,
+          gzipSync(applied.tarSplit),
+          explicit ? 1 : 0,
+          explicit ? 1 : 0,
+          new Date().toISOString(),
+        );
+      if (parent) this.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(parent);
+      endStaging(this.db, this.driver.layerPath(cacheId));
+      return { layer: this.get(chainId)!, existed: false };
+    });
+  }
+
+  /** Marks an existing layer as explicitly imported (once), holding a reference. */
+  private hold(layer: Layer, explicit: boolean): Layer {
+    if (!explicit || layer.explicit) return layer;
+    this.db.prepare('UPDATE layers SET explicit = 1, refs = refs + 1 WHERE chain_id = ? AND explicit = 0').run(layer.chainId);
+    return this.get(layer.chainId)!;
+  }
+
+  private requireLayer(chainId: string, what: string): Layer {
+    const layer = isDigest(chainId) ? this.get(chainId) : undefined;
+    if (!layer) throw new StoreError('ERR_LAYER_UNKNOWN', `no such ${what}: ${chainId}`);
+    return layer;
+  }
+
+  private describeUsers(layer: Layer): string {
+    const children = this.db.prepare('SELECT chain_id FROM layers WHERE parent = ?').all(layer.chainId) as Array<{ chain_id: string }>;
+    const users = children.map((c) => `child layer ${shortId(c.chain_id)}`);
+    return users.length > 0 ? users.join(', ') : `${layer.refs} reference(s)`;
+  }
+}

@@ -1,0 +1,38 @@
+// Schema migrations, applied in order; PRAGMA user_version counts those applied.
+// Never edit a migration that has shipped: add a new one.
+export const migrations: readonly string[] = [
+  `
+  CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+
+  -- Read-only image layers. refs counts what holds the layer: child layers,
+  -- images, containers, and an explicit import (explicit = 1).
+  CREATE TABLE layers (
+    chain_id     TEXT PRIMARY KEY,
+    diff_id      TEXT NOT NULL,
+    parent       TEXT REFERENCES layers(chain_id),
+    cache_id     TEXT NOT NULL UNIQUE,
+    driver       TEXT NOT NULL,
+    tar_size     INTEGER NOT NULL,
+    content_size INTEGER NOT NULL,
+    entries      INTEGER NOT NULL,
+    tar_split    BLOB NOT NULL,
+    explicit     INTEGER NOT NULL DEFAULT 0,
+    refs         INTEGER NOT NULL DEFAULT 0,
+    created      TEXT NOT NULL
+  );
+  CREATE INDEX layers_parent ON layers(parent);
+  CREATE INDEX layers_diff_id ON layers(diff_id);
+
+  -- Work under way: a directory that exists only while its owner process
+  -- runs. The next open removes those whose owner is gone.
+  CREATE TABLE staging (
+    path      TEXT PRIMARY KEY,
+    pid       INTEGER NOT NULL,
+    pid_start TEXT NOT NULL,
+    created   TEXT NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,52 @@
+// Directories being built or torn down, each owned by a live process. A row
+// is written before its directory exists and deleted in the transaction that
+// makes the directory part of the store (or after it is gone), so after a
+// crash every leftover is listed here and the next open removes it.
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+
+import type { Db } from './database.js';
+
+/** When a process started (clock ticks since boot): tells a live owner from a reused pid. */
+function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22; the command name (field 2) may hold spaces and parentheses.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+const ownStart = processStart(process.pid) ?? '';
+
+export function beginStaging(db: Db, path: string): void {
+  db.prepare('INSERT INTO staging (path, pid, pid_start, created) VALUES (?, ?, ?, ?)').run(
+    path,
+    process.pid,
+    ownStart,
+    new Date().toISOString(),
+  );
+}
+
+export function endStaging(db: Db, path: string): void {
+  db.prepare('DELETE FROM staging WHERE path = ?').run(path);
+}
+
+/** Removes the directory, then forgets it. */
+export async function discardStaged(db: Db, path: string): Promise<void> {
+  await rm(path, { recursive: true, force: true });
+  endStaging(db, path);
+}
+
+/** Removes what dead processes left half-done; returns the paths removed. */
+export async function recoverStaging(db: Db): Promise<string[]> {
+  const rows = db.prepare('SELECT path, pid, pid_start AS pidStart FROM staging').all() as Array<{
+    path: string;
+    pid: number;
+    pidStart: string;
+  }>;
+  const orphans = rows.filter((row) => processStart(row.pid) !== row.pidStart);
+  for (const row of orphans) await discardStaged(db, row.path);
+  return orphans.map((row) => row.path);
+}
