@@ -17,6 +17,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   strata::InitClone(env, exports);
   strata::InitLoop(env, exports);
   strata::InitArchive(env, exports);
+  strata::InitTree(env, exports);
+  strata::InitBtrfs(env, exports);
+  strata::InitDm(env, exports);
   return exports;
 }
 

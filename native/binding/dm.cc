@@ -1,0 +1,7 @@
+#include "areas.h"
+
+namespace strata {
+
+void InitDm(Napi::Env, Napi::Object) {}
+
+}  // namespace strata

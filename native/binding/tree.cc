@@ -1,0 +1,7 @@
+#include "areas.h"
+
+namespace strata {
+
+void InitTree(Napi::Env, Napi::Object) {}
+
+}  // namespace strata
