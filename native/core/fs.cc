@@ -175,7 +175,11 @@ Failure ProbeDType(const std::string& tmp, bool& supported) {
   if (mkdirat(dirfd.get(), "dir", 0700) != 0) return Fail(errno, "mkdirat", tmp + "/dir");
   if (symlinkat("file", dirfd.get(), "link") != 0)
     return Fail(errno, "symlinkat", tmp + "/link");
-  return AllEntriesTyped(dirfd.get(), tmp, supported);
+  // A fresh open: btrfs lists only the entries that existed when the
+  // directory was opened.
+  Fd listing(open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing.valid()) return Fail(errno, "open", tmp);
+  return AllEntriesTyped(listing.get(), tmp, supported);
 }
 
 // Removes what ProbeDType made, whatever point it reached.
