@@ -17,7 +17,7 @@ export async function withStore<T>(command: Command, fn: (store: Store) => Promi
   const options = globalOptions(command);
   const store = await Store.open({ root: options.root, ...(options.storageDriver && { driver: options.storageDriver }) });
   try {
-    for (const path of store.recovered) process.stderr.write(`recovered: removed unfinished ${path}\n`);
+    for (const repair of store.recovered) process.stderr.write(`recovered: ${repair}\n`);
     return await fn(store);
   } finally {
     store.close();

@@ -3,6 +3,7 @@
 // progress and logs to stderr; failures exit non-zero with one line on stderr.
 import { Command, CommanderError } from 'commander';
 
+import { registerContainer } from './commands/container.js';
 import { registerInfo } from './commands/info.js';
 import { registerLayer } from './commands/layer.js';
 import { UsageError } from './output.js';
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInfo(program);
   registerLayer(program);
+  registerContainer(program);
   return program;
 }
 

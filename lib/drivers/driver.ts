@@ -17,3 +17,17 @@ export interface LayerDriver {
   layerDir(cacheId: string): string;
   removeLayer(cacheId: string): Promise<void>;
 }
+
+/** The directories of a container's writable layer. */
+export interface WritableLayout {
+  /** Where the container's changes land (overlay's upperdir). */
+  upper: string;
+  work: string;
+  /** Where the container's root filesystem is mounted. */
+  merged: string;
+}
+
+export interface ContainerDriver extends LayerDriver {
+  createWritable(cacheId: string): Promise<WritableLayout>;
+  writable(cacheId: string): WritableLayout;
+}

@@ -3,9 +3,9 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { LayerDriver } from './driver.js';
+import type { ContainerDriver, WritableLayout } from './driver.js';
 
-export class Overlay2Driver implements LayerDriver {
+export class Overlay2Driver implements ContainerDriver {
   readonly name = 'overlay2';
   readonly whiteouts = 'overlay' as const;
   readonly home: string;
@@ -26,6 +26,19 @@ export class Overlay2Driver implements LayerDriver {
     const dir = this.layerDir(cacheId);
     await mkdir(dir, { recursive: true, mode: 0o755 });
     return dir;
+  }
+
+  writable(cacheId: string): WritableLayout {
+    const dir = this.layerPath(cacheId);
+    return { upper: join(dir, 'diff'), work: join(dir, 'work'), merged: join(dir, 'merged') };
+  }
+
+  async createWritable(cacheId: string): Promise<WritableLayout> {
+    const layout = this.writable(cacheId);
+    await mkdir(layout.upper, { recursive: true, mode: 0o755 });
+    await mkdir(layout.work, { mode: 0o700 });
+    await mkdir(layout.merged, { mode: 0o700 });
+    return layout;
   }
 
   async removeLayer(cacheId: string): Promise<void> {

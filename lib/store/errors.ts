@@ -8,7 +8,12 @@ export type StoreErrorCode =
   | 'ERR_DIGEST_MISMATCH'
   | 'ERR_DRIVER_UNSUPPORTED'
   | 'ERR_DRIVER_MISMATCH'
-  | 'ERR_STORE_SCHEMA';
+  | 'ERR_STORE_SCHEMA'
+  | 'ERR_INVALID_NAME'
+  | 'ERR_NAME_IN_USE'
+  | 'ERR_CONTAINER_UNKNOWN'
+  | 'ERR_CONTAINER_AMBIGUOUS'
+  | 'ERR_CONTAINER_BUSY';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

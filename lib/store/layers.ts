@@ -161,23 +161,53 @@ export class LayerStore {
       const layer = this.requireLayer(chainId, 'layer');
       const held = layer.refs - (layer.explicit ? 1 : 0);
       if (held > 0) throw new StoreError('ERR_LAYER_IN_USE', `layer ${shortId(chainId)} is in use: ${this.describeUsers(layer)}`);
-      const removed: Layer[] = [];
-      for (let next: Layer | undefined = layer; next; ) {
-        this.db.prepare('DELETE FROM layers WHERE chain_id = ?').run(next.chainId);
-        beginStaging(this.db, this.driver.layerPath(next.cacheId));
-        removed.push(next);
-        if (!next.parent) break;
-        this.db.prepare('UPDATE layers SET refs = refs - 1 WHERE chain_id = ?').run(next.parent);
-        const parent = this.get(next.parent);
-        next = parent && !parent.explicit && parent.refs === 0 ? parent : undefined;
-      }
-      return removed;
+      if (!layer.explicit) return this.deleteUnused(layer);
+      this.db.prepare('UPDATE layers SET explicit = 0 WHERE chain_id = ?').run(chainId);
+      return this.releaseInTransaction(chainId);
     });
+    await this.purge(doomed);
+    return doomed;
+  }
+
+  /** Takes a reference for a new user (a container, an image); call inside its transaction. */
+  retainInTransaction(chainId: Digest): Layer {
+    const layer = this.requireLayer(chainId, 'layer');
+    this.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(chainId);
+    return layer;
+  }
+
+  /**
+   * Drops a reference inside the caller's transaction. Layers left unused are
+   * deleted from the metadata and their directories staged for removal:
+   * pass the result to `purge` once the transaction has committed.
+   */
+  releaseInTransaction(chainId: Digest): Layer[] {
+    this.db.prepare('UPDATE layers SET refs = refs - 1 WHERE chain_id = ?').run(chainId);
+    const layer = this.requireLayer(chainId, 'layer');
+    return layer.refs > 0 ? [] : this.deleteUnused(layer);
+  }
+
+  /** Removes the directories of layers a committed transaction deleted. */
+  async purge(doomed: readonly Layer[]): Promise<void> {
     for (const layer of doomed) {
       await this.driver.removeLayer(layer.cacheId);
       endStaging(this.db, this.driver.layerPath(layer.cacheId));
     }
-    return doomed;
+  }
+
+  private deleteUnused(layer: Layer): Layer[] {
+    this.db.prepare('DELETE FROM layers WHERE chain_id = ?').run(layer.chainId);
+    beginStaging(this.db, this.driver.layerPath(layer.cacheId));
+    return layer.parent ? [layer, ...this.releaseInTransaction(layer.parent)] : [layer];
+  }
+
+  /** The layer directories of a chain, top-most first, as overlay stacks them. */
+  chainDirs(chainId: Digest): string[] {
+    const dirs: string[] = [];
+    for (let layer = this.get(chainId); layer; layer = layer.parent ? this.get(layer.parent) : undefined) {
+      dirs.push(this.driver.layerDir(layer.cacheId));
+    }
+    return dirs;
   }
 
   private register(cacheId: string, parent: Digest | null, diffId: Digest, applied: ApplyResult, explicit: boolean): ImportResult {
@@ -220,7 +250,7 @@ export class LayerStore {
     return this.get(layer.chainId)!;
   }
 
-  private requireLayer(chainId: string, what: string): Layer {
+  requireLayer(chainId: string, what: string): Layer {
     const layer = isDigest(chainId) ? this.get(chainId) : undefined;
     if (!layer) throw new StoreError('ERR_LAYER_UNKNOWN', `no such ${what}: ${chainId}`);
     return layer;
@@ -228,7 +258,11 @@ export class LayerStore {
 
   private describeUsers(layer: Layer): string {
     const children = this.db.prepare('SELECT chain_id FROM layers WHERE parent = ?').all(layer.chainId) as Array<{ chain_id: string }>;
-    const users = children.map((c) => `child layer ${shortId(c.chain_id)}`);
+    const containers = this.db.prepare('SELECT id FROM containers WHERE layer = ?').all(layer.chainId) as Array<{ id: string }>;
+    const users = [
+      ...children.map((c) => `child layer ${shortId(c.chain_id)}`),
+      ...containers.map((c) => `container ${shortId(c.id)}`),
+    ];
     return users.length > 0 ? users.join(', ') : `${layer.refs} reference(s)`;
   }
 }

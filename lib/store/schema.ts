@@ -35,4 +35,20 @@ export const migrations: readonly string[] = [
     created   TEXT NOT NULL
   );
   `,
+  `
+  -- Container layers: a writable layer (cache_id, the driver's directory) on
+  -- a read-only layer, which it holds a reference to. mounts counts the
+  -- callers that asked for it mounted; the last unmount detaches it.
+  CREATE TABLE containers (
+    id       TEXT PRIMARY KEY,
+    name     TEXT UNIQUE,
+    layer    TEXT NOT NULL REFERENCES layers(chain_id),
+    cache_id TEXT NOT NULL UNIQUE,
+    driver   TEXT NOT NULL,
+    options  TEXT NOT NULL,
+    mounts   INTEGER NOT NULL DEFAULT 0,
+    created  TEXT NOT NULL
+  );
+  CREATE INDEX containers_layer ON containers(layer);
+  `,
 ];

@@ -39,7 +39,7 @@ export async function discardStaged(db: Db, path: string): Promise<void> {
   endStaging(db, path);
 }
 
-/** Removes what dead processes left half-done; returns the paths removed. */
+/** Removes what dead processes left half-done; says what it removed. */
 export async function recoverStaging(db: Db): Promise<string[]> {
   const rows = db.prepare('SELECT path, pid, pid_start AS pidStart FROM staging').all() as Array<{
     path: string;
@@ -48,5 +48,5 @@ export async function recoverStaging(db: Db): Promise<string[]> {
   }>;
   const orphans = rows.filter((row) => processStart(row.pid) !== row.pidStart);
   for (const row of orphans) await discardStaged(db, row.path);
-  return orphans.map((row) => row.path);
+  return orphans.map((row) => `removed unfinished ${row.path}`);
 }

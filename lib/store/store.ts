@@ -4,10 +4,11 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import type { LayerDriver } from '../drivers/driver.js';
+import type { ContainerDriver } from '../drivers/driver.js';
 import { Overlay2Driver } from '../drivers/overlay2.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
+import { ContainerStore } from './containers.js';
 import { LayerStore } from './layers.js';
 import { recoverStaging } from './staging.js';
 
@@ -21,21 +22,23 @@ export interface StoreOptions {
   driver?: string;
 }
 
-const drivers: Record<string, (root: string) => LayerDriver> = {
+const drivers: Record<string, (root: string) => ContainerDriver> = {
   overlay2: (root) => new Overlay2Driver(root),
 };
 
 export class Store {
   readonly layers: LayerStore;
+  readonly containers: ContainerStore;
 
   private constructor(
     readonly root: string,
-    readonly driver: LayerDriver,
+    readonly driver: ContainerDriver,
     readonly db: Db,
-    /** What the open found half-done and removed. */
+    /** What the open found half-done and repaired or removed. */
     readonly recovered: string[],
   ) {
     this.layers = new LayerStore(db, driver);
+    this.containers = new ContainerStore(db, driver, this.layers);
   }
 
   static async open(options: StoreOptions = {}): Promise<Store> {
@@ -53,7 +56,9 @@ export class Store {
       const driver = drivers[chooseDriver(db, requested)]!(root);
       mkdirSync(join(root, driver.name), { recursive: true, mode: 0o700 });
       const recovered = await recoverStaging(db);
-      return new Store(root, driver, db, recovered);
+      const store = new Store(root, driver, db, recovered);
+      recovered.push(...(await store.containers.recover()));
+      return store;
     } catch (error) {
       db.close();
       throw error;

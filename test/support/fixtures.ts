@@ -1,10 +1,13 @@
 // Test fixtures that make real kernel objects (directories, tmpfs mounts) and a
 // cleanup stack that releases them, in reverse order, even when a test fails.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { mount, unmount } from '../../lib/native/mount.js';
+import { mountsBelow } from '../../lib/system/mountinfo.js';
+
+export { mountsBelow };
 
 /** Everything a test run creates lives below this directory. */
 export const testBase = join(tmpdir(), `strata-test-${process.pid}`);
@@ -48,15 +51,6 @@ export async function tmpfsDir(cleanups: Cleanups, size = '256m'): Promise<strin
   await mount(dir, { source: 'tmpfs', fstype: 'tmpfs', data: `size=${size},mode=0755` });
   cleanups.defer(() => unmount(dir, ['detach']));
   return dir;
-}
-
-/** Mount points at or below `dir`, from this process's mount table. */
-export function mountsBelow(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[4] ?? '')
-    .map((field) => field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
-    .filter((point) => point === dir || point.startsWith(`${dir}/`));
 }
 
 /**

@@ -1,0 +1,317 @@
+// Container layers: a thin writable layer on a read-only layer chain,
+// copy-on-write through overlayfs, destroyed with the container.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+
+import { upperChanges, type Change } from '../archive/changes.js';
+import { changesArchive } from '../archive/tar-writer.js';
+import type { ContainerDriver, WritableLayout } from '../drivers/driver.js';
+import { unmount } from '../native/mount.js';
+import { mountOverlay, type RedirectDir } from '../native/overlay.js';
+import { isMountPoint, processesUsing } from '../system/mountinfo.js';
+import { transaction, type Db } from './database.js';
+import { parseDigest, shortId, type Digest } from './digest.js';
+import { StoreError } from './errors.js';
+import type { ImportResult, LayerStore } from './layers.js';
+import { beginStaging, discardStaged, endStaging } from './staging.js';
+
+export interface ContainerOptions {
+  /** overlay volatile: no syncs; after a crash the writable layer is discarded. */
+  volatile?: boolean;
+  /** Mount the root filesystem read-only. */
+  readOnly?: boolean;
+  /** overlay metacopy: a metadata change copies up metadata only. */
+  metacopy?: boolean;
+  /** overlay redirect_dir: renaming a lower directory records a redirect instead of failing with EXDEV. */
+  redirectDir?: boolean;
+}
+
+export interface Container {
+  id: string;
+  name: string | null;
+  /** The read-only layer the container sits on (its image's top layer). */
+  layer: Digest;
+  cacheId: string;
+  driver: string;
+  options: ContainerOptions;
+  /** How many callers have it mounted. */
+  mounts: number;
+  created: string;
+}
+
+export interface ContainerSize {
+  /** Bytes the container changed or added: its writable layer (docker's SizeRw). */
+  sizeRw: number;
+  /** sizeRw plus its layers' sizes (docker's SizeRootFs, the "virtual" size). */
+  sizeRootFs: number;
+}
+
+interface ContainerRow {
+  id: string;
+  name: string | null;
+  layer: Digest;
+  cache_id: string;
+  driver: string;
+  options: string;
+  mounts: number;
+  created: string;
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+function toContainer(row: ContainerRow): Container {
+  return {
+    id: row.id,
+    name: row.name,
+    layer: row.layer,
+    cacheId: row.cache_id,
+    driver: row.driver,
+    options: JSON.parse(row.options) as ContainerOptions,
+    mounts: row.mounts,
+    created: row.created,
+  };
+}
+
+/** The dirty marker overlay leaves in a volatile mount's workdir until we remove it. */
+const volatileMarker = (layout: WritableLayout) => join(layout.work, 'work', 'incompat', 'volatile');
+
+export class ContainerStore {
+  constructor(
+    private readonly db: Db,
+    private readonly driver: ContainerDriver,
+    private readonly layers: LayerStore,
+  ) {}
+
+  async create(layer: Digest, options: ContainerOptions & { name?: string } = {}): Promise<Container> {
+    const { name, ...mountOptions } = options;
+    if (name !== undefined && !NAME.test(name)) {
+      throw new StoreError('ERR_INVALID_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    }
+    const id = randomBytes(32).toString('hex');
+    const cacheId = randomBytes(32).toString('hex');
+    const path = this.driver.layerPath(cacheId);
+    beginStaging(this.db, path);
+    try {
+      await this.driver.createWritable(cacheId);
+      transaction(this.db, () => {
+        if (name !== undefined && this.db.prepare('SELECT 1 FROM containers WHERE name = ?').get(name)) {
+          throw new StoreError('ERR_NAME_IN_USE', `the container name "${name}" is already in use`);
+        }
+        this.layers.retainInTransaction(parseDigest(layer, 'layer id'));
+        this.db
+          .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString());
+        endStaging(this.db, path);
+      });
+    } catch (error) {
+      await discardStaged(this.db, path);
+      throw error;
+    }
+    return this.get(id)!;
+  }
+
+  get(id: string): Container | undefined {
+    const row = this.db.prepare('SELECT * FROM containers WHERE id = ?').get(id) as ContainerRow | undefined;
+    return row && toContainer(row);
+  }
+
+  list(): Container[] {
+    return (this.db.prepare('SELECT * FROM containers ORDER BY created, id').all() as ContainerRow[]).map(toContainer);
+  }
+
+  /** Finds a container by name, id, or a unique id prefix. */
+  resolve(reference: string): Container {
+    const byName = this.db.prepare('SELECT * FROM containers WHERE name = ?').get(reference) as ContainerRow | undefined;
+    if (byName) return toContainer(byName);
+    if (/^[0-9a-f]{1,64}$/.test(reference)) {
+      const rows = this.db.prepare('SELECT * FROM containers WHERE id LIKE ? LIMIT 2').all(`${reference}%`) as ContainerRow[];
+      if (rows.length > 1) throw new StoreError('ERR_CONTAINER_AMBIGUOUS', `container id prefix "${reference}" matches several containers`);
+      if (rows[0]) return toContainer(rows[0]);
+    }
+    throw new StoreError('ERR_CONTAINER_UNKNOWN', `no such container: ${reference}`);
+  }
+
+  layout(container: Container): WritableLayout {
+    return this.driver.writable(container.cacheId);
+  }
+
+  /** The read-only layer directories under the container, top-most first. */
+  lowers(container: Container): string[] {
+    return this.layers.chainDirs(container.layer);
+  }
+
+  /** Mounts the container's root filesystem (once; later calls count) and returns its path. */
+  async mount(reference: string): Promise<string> {
+    const container = this.resolve(reference);
+    const layout = this.layout(container);
+    if (!isMountPoint(layout.merged)) await this.mountRootfs(container, layout);
+    transaction(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
+    return layout.merged;
+  }
+
+  /** Drops one mount; the last detaches the root filesystem. */
+  async unmount(reference: string): Promise<void> {
+    const container = this.resolve(reference);
+    const remaining = transaction(this.db, () => {
+      this.db.prepare('UPDATE containers SET mounts = max(mounts - 1, 0) WHERE id = ?').run(container.id);
+      return this.get(container.id)!.mounts;
+    });
+    if (remaining === 0) await this.unmountRootfs(container, false);
+  }
+
+  async changes(reference: string): Promise<Change[]> {
+    const container = this.resolve(reference);
+    return this.withView(container, (view) => upperChanges(this.layout(container).upper, this.lowers(container), view));
+  }
+
+  /**
+   * Makes the container's changes a new read-only layer on the container's
+   * layer. Its DiffID is what exporting the diff as a tar and importing it
+   * gives, because that is what happens, streamed: no archive is written.
+   * A mounted container may be committed; each file is read as it is at that
+   * moment, and a file that changes size while it is read fails the commit.
+   */
+  async commit(reference: string): Promise<ImportResult> {
+    const container = this.resolve(reference);
+    return this.withView(container, async (view) => {
+      const changes = await upperChanges(this.layout(container).upper, this.lowers(container), view);
+      return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: true });
+    });
+  }
+
+  /** Bytes in the writable layer (hardlinks counted once) plus, for the virtual size, the layers'. */
+  size(reference: string): ContainerSize {
+    const container = this.resolve(reference);
+    const seen = new Set<number>();
+    let sizeRw = 0;
+    const walk = (dir: string) => {
+      for (const name of readdirSync(dir)) {
+        const path = join(dir, name);
+        const stat = lstatSync(path);
+        if (stat.isDirectory()) walk(path);
+        else if (stat.isFile() && !seen.has(stat.ino)) {
+          seen.add(stat.ino);
+          sizeRw += stat.size;
+        }
+      }
+    };
+    walk(this.layout(container).upper);
+    let layers = 0;
+    for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
+      layers += layer.size;
+    }
+    return { sizeRw, sizeRootFs: sizeRw + layers };
+  }
+
+  /**
+   * Destroys the container's writable layer and drops its reference on the
+   * layer below. A mounted container is unmounted first; if its mount is busy
+   * the error says which processes hold it, unless `force` detaches it lazily.
+   */
+  async remove(reference: string, options: { force?: boolean } = {}): Promise<void> {
+    const container = this.resolve(reference);
+    await this.unmountRootfs(container, options.force ?? false);
+    const path = this.driver.layerPath(container.cacheId);
+    const doomed = transaction(this.db, () => {
+      this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
+      beginStaging(this.db, path);
+      return this.layers.releaseInTransaction(container.layer);
+    });
+    await discardStaged(this.db, path);
+    await this.layers.purge(doomed);
+  }
+
+  /**
+   * Repairs what an unclean shutdown left: mount counts of root filesystems
+   * that are no longer mounted, and volatile writable layers, whose contents
+   * cannot be trusted after a crash and are discarded.
+   */
+  async recover(): Promise<string[]> {
+    const repaired: string[] = [];
+    for (const container of this.list()) {
+      const layout = this.layout(container);
+      const view = this.viewPath(container);
+      if (isMountPoint(view)) {
+        await unmount(view, ['detach']);
+        repaired.push(`container ${shortId(container.id)}: unmounted a view left by an interrupted diff or commit`);
+      }
+      if (isMountPoint(layout.merged)) continue;
+      if (container.mounts > 0) {
+        this.db.prepare('UPDATE containers SET mounts = 0 WHERE id = ?').run(container.id);
+        repaired.push(`container ${shortId(container.id)}: reset a stale mount count`);
+      }
+      if (container.options.volatile && existsSync(volatileMarker(layout))) {
+        await rm(layout.upper, { recursive: true, force: true });
+        await rm(layout.work, { recursive: true, force: true });
+        await mkdir(layout.upper, { mode: 0o755 });
+        await mkdir(layout.work, { mode: 0o700 });
+        repaired.push(`container ${shortId(container.id)}: discarded its volatile writable layer after an unclean shutdown`);
+      }
+    }
+    return repaired;
+  }
+
+  private async mountRootfs(container: Container, layout: WritableLayout): Promise<void> {
+    const lowers = this.lowers(container);
+    const { volatile, readOnly, metacopy, redirectDir } = container.options;
+    const redirect: RedirectDir = redirectDir || metacopy ? 'on' : 'off';
+    const common = { index: false, redirectDir: redirect, ...(metacopy && { metacopy: true }) };
+    if (readOnly) {
+      await mountOverlay(layout.merged, { ...common, lowers: [layout.upper, ...lowers] });
+    } else {
+      await mountOverlay(layout.merged, { ...common, lowers, upper: layout.upper, work: layout.work, ...(volatile && { volatile: true }) });
+    }
+  }
+
+  private async unmountRootfs(container: Container, force: boolean): Promise<void> {
+    const layout = this.layout(container);
+    if (isMountPoint(layout.merged)) {
+      try {
+        await unmount(layout.merged, force ? ['detach'] : []);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+        const holders = processesUsing(layout.merged).map((p) => `${p.command} (pid ${p.pid})`);
+        throw new StoreError(
+          'ERR_CONTAINER_BUSY',
+          `container ${shortId(container.id)} is mounted at ${layout.merged} and busy` +
+            (holders.length > 0 ? `: used by ${holders.join(', ')}` : ' (a mount below it, or an open file)') +
+            '; stop those, or force a lazy detach',
+        );
+      }
+    }
+    this.db.prepare('UPDATE containers SET mounts = 0 WHERE id = ?').run(container.id);
+    if (container.options.volatile && existsSync(volatileMarker(layout))) {
+      // A clean unmount: make the data durable, then the layer can be trusted and mounted again.
+      execFileSync('sync', ['-f', layout.upper]);
+      await rm(volatileMarker(layout), { recursive: true, force: true });
+    }
+  }
+
+  private viewPath(container: Container): string {
+    return join(this.driver.layerPath(container.cacheId), 'view');
+  }
+
+  /** Runs `fn` with a directory showing the container's merged tree, mounting a read-only view if needed. */
+  private async withView<T>(container: Container, fn: (view: string) => Promise<T>): Promise<T> {
+    const layout = this.layout(container);
+    if (isMountPoint(layout.merged)) return fn(layout.merged);
+    const view = this.viewPath(container);
+    await mkdir(view, { recursive: true, mode: 0o700 });
+    const { metacopy, redirectDir } = container.options;
+    await mountOverlay(view, {
+      lowers: [layout.upper, ...this.lowers(container)],
+      index: false,
+      redirectDir: redirectDir || metacopy ? 'follow' : 'off',
+      ...(metacopy && { metacopy: true }),
+    });
+    try {
+      return await fn(view);
+    } finally {
+      await unmount(view, ['detach']);
+    }
+  }
+}
