@@ -22,13 +22,28 @@ bool IsLayerKey(const std::string& key) {
          key == "upperdir" || key == "workdir";
 }
 
+// The escaping overlay's legacy option parser undoes: a backslash before
+// the option separator ',', the lowerdir separator ':', and itself.
+std::string Escape(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '\\' || c == ':' || c == ',') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 // One layer for the fs context: by path when it fits fsconfig's string limit,
 // else by an O_PATH fd (the kernel accepts fds for layers since 6.13).
+// "lowerdir+" takes its string literally, but the kernel unescapes
+// "upperdir" and "workdir" as in legacy options, so those are escaped.
 Failure AddLayer(int context, const char* key, const std::string& path,
-                 OverlayMounted& mounted, std::string& kernel_log) {
+                 bool escaped, OverlayMounted& mounted,
+                 std::string& kernel_log) {
+  std::string value = escaped ? Escape(path) : path;
   Failure failure;
-  if (path.size() <= kFsconfigMaxString) {
-    failure = FsConfig(context, FSCONFIG_SET_STRING, key, path.c_str(), 0,
+  if (value.size() <= kFsconfigMaxString) {
+    failure = FsConfig(context, FSCONFIG_SET_STRING, key, value.c_str(), 0,
                        kernel_log);
   } else {
     Fd dir(open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -49,14 +64,14 @@ Failure MountWithLowerdirPlus(const OverlaySpec& spec,
   Fd context;
   if (Failure f = FsOpen("overlay", context)) return f;
   for (const std::string& lower : spec.lowers)
-    if (Failure f = AddLayer(context.get(), "lowerdir+", lower, mounted,
+    if (Failure f = AddLayer(context.get(), "lowerdir+", lower, false, mounted,
                              kernel_log))
       return f;
   if (!spec.upper.empty()) {
-    if (Failure f = AddLayer(context.get(), "upperdir", spec.upper, mounted,
+    if (Failure f = AddLayer(context.get(), "upperdir", spec.upper, true, mounted,
                              kernel_log))
       return f;
-    if (Failure f = AddLayer(context.get(), "workdir", spec.work, mounted,
+    if (Failure f = AddLayer(context.get(), "workdir", spec.work, true, mounted,
                              kernel_log))
       return f;
   }
@@ -74,17 +89,6 @@ Failure MountWithLowerdirPlus(const OverlaySpec& spec,
   Fd mount;
   if (Failure f = FsMount(context.get(), 0, mount, kernel_log)) return f;
   return MoveMount(mount.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
-}
-
-// The escaping overlay's legacy option parser undoes: a backslash before
-// the option separator ',', the lowerdir separator ':', and itself.
-std::string Escape(const std::string& path) {
-  std::string out;
-  for (char c : path) {
-    if (c == '\\' || c == ':' || c == ',') out += '\\';
-    out += c;
-  }
-  return out;
 }
 
 std::string LegacyData(const std::vector<std::string>& lowers,
@@ -239,6 +243,9 @@ std::string OverlaySpecError(const OverlaySpec& spec) {
            " lower dirs, got " + std::to_string(spec.lowers.size());
   if (spec.upper.empty() != spec.work.empty())
     return "upper and work dirs must be given together";
+  if (spec.upper.empty() && spec.lowers.size() < 2)
+    return "an overlay without an upper dir needs at least 2 lower dirs "
+           "(the kernel refuses one)";
   std::vector<std::string> paths = spec.lowers;
   if (!spec.upper.empty()) {
     paths.push_back(spec.upper);
@@ -266,8 +273,8 @@ Failure MountOverlay(const OverlaySpec& spec, const std::string& target,
     bool long_path = false;
     for (const std::string& lower : spec.lowers)
       long_path = long_path || lower.size() > kFsconfigMaxString;
-    long_path = long_path || spec.upper.size() > kFsconfigMaxString ||
-                spec.work.size() > kFsconfigMaxString;
+    long_path = long_path || Escape(spec.upper).size() > kFsconfigMaxString ||
+                Escape(spec.work).size() > kFsconfigMaxString;
     bool plus = features.lowerdir_plus && (features.layers_by_fd || !long_path);
     method = plus ? OverlayMethod::kLowerdirPlus : OverlayMethod::kLegacy;
   }
