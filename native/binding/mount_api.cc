@@ -99,7 +99,8 @@ Napi::Value FsConfigJs(const Napi::CallbackInfo& info) {
   std::optional<std::string> key = OptionalStringArg(info, 2, "key");
   std::optional<std::string> value = OptionalStringArg(info, 3, "value");
   int aux = 0;
-  bool wants_key = cmd != FSCONFIG_CMD_CREATE && cmd != FSCONFIG_CMD_RECONFIGURE;
+  bool wants_key =
+      cmd != FSCONFIG_CMD_CREATE && cmd != FSCONFIG_CMD_RECONFIGURE;
   bool wants_value = cmd == FSCONFIG_SET_STRING || cmd == FSCONFIG_SET_PATH ||
                      cmd == FSCONFIG_SET_PATH_EMPTY;
   if (cmd == FSCONFIG_SET_BINARY)
@@ -108,11 +109,11 @@ Napi::Value FsConfigJs(const Napi::CallbackInfo& info) {
   if (wants_key != (key.has_value() && !key->empty()))
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
                   wants_key ? "The \"key\" argument must be a non-empty string"
-                            : "The \"key\" argument must be null for this command");
+                            : "The \"key\" argument must be null here");
   if (wants_value != value.has_value())
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
                   wants_value ? "The \"value\" argument must be a string"
-                              : "The \"value\" argument must be null for this command");
+                              : "The \"value\" argument must be null here");
   if (cmd == FSCONFIG_SET_PATH && value->empty())
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
                   "The \"value\" argument must be a non-empty path");
@@ -130,7 +131,8 @@ Napi::Value FsConfigJs(const Napi::CallbackInfo& info) {
         return Ok();
       },
       [=](Napi::Env env) -> Napi::Value {
-        if (r->failure) throw ErrnoErrorWithLog(env, r->failure, r->kernel_log);
+        if (r->failure)
+          throw ErrnoErrorWithLog(env, r->failure, r->kernel_log);
         return env.Undefined();
       });
 }
@@ -211,8 +213,8 @@ Napi::Value MountSetattrJs(const Napi::CallbackInfo& info) {
   for (unsigned p : kPropagations) known = known || p == propagation;
   if (!known)
     ThrowArgError(env, "ERR_OUT_OF_RANGE",
-                  "The \"propagation\" argument must be 0 or one of MS_PRIVATE, "
-                  "MS_SHARED, MS_SLAVE, MS_UNBINDABLE");
+                  "The \"propagation\" argument must be 0 or one of "
+                  "MS_PRIVATE, MS_SHARED, MS_SLAVE, MS_UNBINDABLE");
   if ((attr_set & MOUNT_ATTR_IDMAP) != (userns_fd >= 0 ? MOUNT_ATTR_IDMAP : 0))
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
                   "The \"usernsFd\" argument must be an fd exactly when "

@@ -29,8 +29,9 @@ OverlayMethod MethodArg(const Napi::CallbackInfo& info, size_t i) {
   for (OverlayMethod m : {OverlayMethod::kAuto, OverlayMethod::kLowerdirPlus,
                           OverlayMethod::kLegacy})
     if (name == MethodName(m)) return m;
-  ThrowArgError(info.Env(), "ERR_INVALID_ARG_VALUE",
-                "The \"method\" argument must be 'auto', 'lowerdir+' or 'legacy'");
+  ThrowArgError(
+      info.Env(), "ERR_INVALID_ARG_VALUE",
+      "The \"method\" argument must be 'auto', 'lowerdir+' or 'legacy'");
 }
 
 std::string OptionalPathArg(const Napi::CallbackInfo& info, size_t i,

@@ -1,5 +1,5 @@
-// The new mount API (fsopen, fspick, fsconfig, fsmount, move_mount, open_tree,
-// mount_setattr): mounts are built and attached through file descriptors.
+// The new mount API (fsopen, fspick, fsconfig, fsmount, move_mount,
+// open_tree, mount_setattr): mounts are built and attached through fds.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,7 +13,7 @@ Failure FsOpen(const std::string& fstype, Fd& context);
 
 // One fsconfig(2) command. `key` and `value` may be null as the command
 // requires. On failure `kernel_log` holds the messages the filesystem queued on
-// the context ("e overlay: ...", joined by "; "), which say far more than errno.
+// the context ("e overlay: ...", joined by "; "): far more than errno says.
 Failure FsConfig(int context, unsigned cmd, const char* key, const char* value,
                  int aux, std::string& kernel_log);
 

@@ -22,8 +22,8 @@ bool IsLayerKey(const std::string& key) {
          key == "upperdir" || key == "workdir";
 }
 
-// The escaping overlay's legacy option parser undoes: a backslash before
-// the option separator ',', the lowerdir separator ':', and itself.
+// A backslash before what overlay's option parser splits on (',' between
+// options, ':' between lowers) and before itself; the kernel removes them.
 std::string Escape(const std::string& path) {
   std::string out;
   for (char c : path) {
@@ -63,31 +63,30 @@ Failure MountWithLowerdirPlus(const OverlaySpec& spec,
   mounted.method = OverlayMethod::kLowerdirPlus;
   Fd context;
   if (Failure f = FsOpen("overlay", context)) return f;
+  int c = context.get();
   for (const std::string& lower : spec.lowers)
-    if (Failure f = AddLayer(context.get(), "lowerdir+", lower, false, mounted,
-                             kernel_log))
+    if (Failure f = AddLayer(c, "lowerdir+", lower, false, mounted, kernel_log))
       return f;
   if (!spec.upper.empty()) {
-    if (Failure f = AddLayer(context.get(), "upperdir", spec.upper, true, mounted,
+    if (Failure f = AddLayer(c, "upperdir", spec.upper, true, mounted,
                              kernel_log))
       return f;
-    if (Failure f = AddLayer(context.get(), "workdir", spec.work, true, mounted,
+    if (Failure f = AddLayer(c, "workdir", spec.work, true, mounted,
                              kernel_log))
       return f;
   }
   for (const auto& [key, value] : spec.options) {
-    Failure f = value.empty()
-                    ? FsConfig(context.get(), FSCONFIG_SET_FLAG, key.c_str(),
-                               nullptr, 0, kernel_log)
-                    : FsConfig(context.get(), FSCONFIG_SET_STRING, key.c_str(),
-                               value.c_str(), 0, kernel_log);
+    Failure f = value.empty() ? FsConfig(c, FSCONFIG_SET_FLAG, key.c_str(),
+                                         nullptr, 0, kernel_log)
+                              : FsConfig(c, FSCONFIG_SET_STRING, key.c_str(),
+                                         value.c_str(), 0, kernel_log);
     if (f) return f;
   }
-  if (Failure f = FsConfig(context.get(), FSCONFIG_CMD_CREATE, nullptr,
-                           nullptr, 0, kernel_log))
+  if (Failure f =
+          FsConfig(c, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0, kernel_log))
     return f;
   Fd mount;
-  if (Failure f = FsMount(context.get(), 0, mount, kernel_log)) return f;
+  if (Failure f = FsMount(c, 0, mount, kernel_log)) return f;
   return MoveMount(mount.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
 }
 
@@ -221,8 +220,9 @@ OverlayFeatures Probe() {
   }
   f.lowerdir_plus = Accepts(c, FSCONFIG_SET_STRING, "lowerdir+", "/", 0);
   Fd root(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  f.layers_by_fd = f.lowerdir_plus && root.valid() &&
-                   Accepts(c, FSCONFIG_SET_FD, "lowerdir+", nullptr, root.get());
+  f.layers_by_fd =
+      f.lowerdir_plus && root.valid() &&
+      Accepts(c, FSCONFIG_SET_FD, "lowerdir+", nullptr, root.get());
   // Data layers must come after every regular lower layer.
   f.datadir_plus = Accepts(c, FSCONFIG_SET_STRING, "datadir+", "/", 0);
   f.metacopy = Accepts(c, FSCONFIG_SET_STRING, "metacopy", "off", 0);
@@ -273,7 +273,8 @@ Failure MountOverlay(const OverlaySpec& spec, const std::string& target,
     bool long_path = false;
     for (const std::string& lower : spec.lowers)
       long_path = long_path || lower.size() > kFsconfigMaxString;
-    long_path = long_path || Escape(spec.upper).size() > kFsconfigMaxString ||
+    long_path = long_path ||
+                Escape(spec.upper).size() > kFsconfigMaxString ||
                 Escape(spec.work).size() > kFsconfigMaxString;
     bool plus = features.lowerdir_plus && (features.layers_by_fd || !long_path);
     method = plus ? OverlayMethod::kLowerdirPlus : OverlayMethod::kLegacy;

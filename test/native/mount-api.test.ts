@@ -125,7 +125,7 @@ describe('native new mount API', function () {
     });
   });
 
-  it('sets a path parameter by fd and by path (FSCONFIG_SET_FD, SET_PATH)', async function () {
+  it('sets a layer by fd (FSCONFIG_SET_FD); overlay refuses SET_PATH and SET_PATH_EMPTY', async function () {
     // overlay takes layers by fd (6.13+); SET_PATH is rejected by its parser.
     const base = await tmpfsDir(cleanups, '4m');
     for (const name of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(base, name));
@@ -138,6 +138,8 @@ describe('native new mount API', function () {
       await fsconfig(context, { cmd: 'string', key: 'workdir', value: join(base, 'work') });
       const error = await fsconfig(context, { cmd: 'path', key: 'lowerdir+', path: join(base, 'lower') }).catch((e: unknown) => e);
       expect(error).to.include({ code: 'EINVAL' }).and.have.property('kernelLog', "e overlay: Bad value for 'lowerdir+'");
+      const empty = await fsconfig(context, { cmd: 'path-empty', key: 'lowerdir+', fd: lowerFd }).catch((e: unknown) => e);
+      expect(empty).to.include({ code: 'EINVAL' }).and.have.property('kernelLog', "e overlay: Bad value for 'lowerdir+'");
       await fsconfig(context, { cmd: 'create' });
       await using detached = await fsmount(context);
       await moveMount(detached, join(base, 'merged'));
