@@ -1,7 +1,215 @@
+// TarApplier and TarExporter as JS classes whose blocking methods run on the
+// libuv pool and return promises; one call in flight per object.
+#include <memory>
+
+#include "../core/tar.h"
+#include "../core/tar_split.h"
 #include "areas.h"
+#include "common.h"
 
 namespace strata {
+namespace {
 
-void InitArchive(Napi::Env, Napi::Object) {}
+// An archive problem as an Error: code ERR_ARCHIVE_* (or ERR_LAYER_*), the
+// entry it concerns, and errno/syscall/path when a syscall failed.
+Napi::Error ArchiveProblemError(Napi::Env env, const std::string& code,
+                                const std::string& message, const std::string& entry,
+                                const Failure& failure) {
+  if (code.empty()) return ErrnoError(env, failure);
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  if (!entry.empty()) error.Set("entry", Napi::String::New(env, entry));
+  if (code == "ERR_ARCHIVE_APPLY") {
+    Napi::Error cause = ErrnoError(env, failure);
+    error.Set("errno", Napi::Number::New(env, -failure.err));
+    error.Set("syscall", Napi::String::New(env, failure.syscall));
+    if (!failure.path.empty()) error.Set("path", Napi::String::New(env, failure.path));
+    error.Set("cause", cause.Value());
+  }
+  return error;
+}
+
+// A pool job that keeps its JS object (and input buffer) alive until done.
+class Job : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<Failure()>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+  using Problem = std::function<void(std::string&, std::string&, std::string&)>;
+
+  Job(Napi::Env env, Napi::Object owner, Napi::Value keep, bool* busy, Work work,
+      Done done, Problem problem)
+      : Napi::AsyncWorker(env, "strata.archive"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        owner_(Napi::Persistent(owner)),
+        busy_(busy),
+        work_(std::move(work)),
+        done_(std::move(done)),
+        problem_(std::move(problem)) {
+    if (keep.IsObject()) keep_ = Napi::Persistent(keep.As<Napi::Object>());
+    *busy_ = true;
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { failure_ = work_(); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    *busy_ = false;
+    if (failure_) {
+      std::string code, message, entry;
+      problem_(code, message, entry);
+      deferred_.Reject(ArchiveProblemError(env, code, message, entry, failure_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference owner_;
+  Napi::ObjectReference keep_;
+  bool* busy_;
+  Work work_;
+  Done done_;
+  Problem problem_;
+  Failure failure_;
+};
+
+void ThrowIfBusy(Napi::Env env, bool busy) {
+  if (!busy) return;
+  Napi::Error error = Napi::Error::New(env, "another call on this object is still running");
+  error.Set("code", Napi::String::New(env, "ERR_ARCHIVE_BUSY"));
+  throw error;
+}
+
+// Hands a std::string to JS as a Buffer without copying it.
+Napi::Value StringBuffer(Napi::Env env, std::string&& bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  return Napi::Buffer<char>::New(env, owned->data(), owned->size(),
+                                 [](Napi::Env, char*, std::string* s) { delete s; }, owned);
+}
+
+class Applier : public Napi::ObjectWrap<Applier> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TarApplier",
+                       {InstanceMethod("write", &Applier::Write),
+                        InstanceMethod("finish", &Applier::Finish)});
+  }
+
+  // new TarApplier(dir, whiteouts: 'overlay' | 'remove')
+  explicit Applier(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Applier>(info) {
+    std::string dir = PathArg(info, 0, "dir");
+    std::string mode = StringArg(info, 1, "whiteouts", false);
+    if (mode != "overlay" && mode != "remove")
+      ThrowArgError(info.Env(), "ERR_INVALID_ARG_VALUE",
+                    "The \"whiteouts\" argument must be 'overlay' or 'remove'");
+    if (Failure f = applier_.Open(dir, mode == "overlay" ? WhiteoutMode::Overlay
+                                                          : WhiteoutMode::Remove))
+      throw ErrnoError(info.Env(), f);
+  }
+
+ private:
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
+    ThrowIfBusy(info.Env(), busy_);
+    const uint8_t* data = chunk.Data();
+    size_t size = chunk.Length();
+    auto* job = new Job(
+        info.Env(), Value(), chunk, &busy_, [this, data, size] { return applier_.Write(data, size); },
+        nullptr, [this](std::string& c, std::string& m, std::string& e) { Problem(c, m, e); });
+    job->Queue();
+    return job->Promise();
+  }
+
+  // Resolves { entries, contentSize, tarSplit }.
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    ThrowIfBusy(info.Env(), busy_);
+    auto* job = new Job(
+        info.Env(), Value(), info.Env().Undefined(), &busy_,
+        [this] { return applier_.Finish(stats_, split_); },
+        [this](Napi::Env env) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("entries", Napi::Number::New(env, static_cast<double>(stats_.entries)));
+          result.Set("contentSize", Napi::Number::New(env, static_cast<double>(stats_.content_size)));
+          result.Set("tarSplit", StringBuffer(env, std::move(split_)));
+          return result;
+        },
+        [this](std::string& c, std::string& m, std::string& e) { Problem(c, m, e); });
+    job->Queue();
+    return job->Promise();
+  }
+
+  void Problem(std::string& code, std::string& message, std::string& entry) const {
+    code = applier_.problem().code;
+    message = applier_.problem().message;
+    entry = applier_.problem().entry;
+  }
+
+  TarApplier applier_;
+  bool busy_ = false;
+  TarStats stats_;
+  std::string split_;
+};
+
+class Exporter : public Napi::ObjectWrap<Exporter> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TarExporter", {InstanceMethod("read", &Exporter::Read)});
+  }
+
+  // new TarExporter(dir, tarSplit)
+  explicit Exporter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Exporter>(info) {
+    std::string dir = PathArg(info, 0, "dir");
+    Napi::Buffer<uint8_t> split = BufferArg(info, 1, "tarSplit");
+    std::string bytes(reinterpret_cast<const char*>(split.Data()), split.Length());
+    if (Failure f = exporter_.Open(dir, bytes)) {
+      const ExportProblem& p = exporter_.problem();
+      throw ArchiveProblemError(info.Env(), p.code, p.message, p.entry, f);
+    }
+  }
+
+ private:
+  // read(maxBytes): resolves the next chunk, or null at the end.
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    size_t max = Uint32Arg(info, 0, "maxBytes", 64u << 20);
+    if (max == 0)
+      ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "The \"maxBytes\" argument must be > 0");
+    ThrowIfBusy(info.Env(), busy_);
+    auto out = std::make_shared<std::string>();
+    auto* job = new Job(
+        info.Env(), Value(), info.Env().Undefined(), &busy_,
+        [this, out, max] {
+          out->reserve(max);
+          bool done = false;
+          return exporter_.Read(max, *out, done);
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          if (out->empty()) return env.Null();
+          return StringBuffer(env, std::move(*out));
+        },
+        [this](std::string& c, std::string& m, std::string& e) {
+          c = exporter_.problem().code;
+          m = exporter_.problem().message;
+          e = exporter_.problem().entry;
+        });
+    job->Queue();
+    return job->Promise();
+  }
+
+  TarExporter exporter_;
+  bool busy_ = false;
+};
+
+}  // namespace
+
+void InitArchive(Napi::Env env, Napi::Object exports) {
+  exports.Set("TarApplier", Applier::Define(env));
+  exports.Set("TarExporter", Exporter::Define(env));
+}
 
 }  // namespace strata

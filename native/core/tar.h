@@ -1,3 +1,137 @@
+// Applies a layer tar stream (ustar, GNU, PAX) into a directory in one pass,
+// chunk by chunk, while recording its tar-split. Every path is resolved inside
+// the directory by fds (openat2 RESOLVE_IN_ROOT for parents, the final
+// component never followed), so hostile archives cannot touch anything outside.
 #pragma once
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
-namespace strata {}  // namespace strata
+#include "result.h"
+#include "tar_split.h"
+
+namespace strata {
+
+enum class WhiteoutMode {
+  Overlay,  // `.wh.x` -> char device 0/0 `x`; `.wh..wh..opq` -> trusted.overlay.opaque=y
+  Remove,   // delete `x`; empty the directory of what this layer did not add
+};
+
+// Why applying stopped. `code` is an ERR_ARCHIVE_* name; for a failed syscall
+// it is ERR_ARCHIVE_APPLY and the Failure returned says which call and errno.
+struct TarProblem {
+  std::string code;
+  std::string message;
+  std::string entry;
+};
+
+struct TarStats {
+  uint64_t entries = 0;
+  uint64_t content_size = 0;
+};
+
+class TarApplier {
+ public:
+  // Opens `dir` (an existing directory) as the root of everything applied.
+  Failure Open(const std::string& dir, WhiteoutMode mode);
+  // Parses and applies `size` bytes of the tar stream; state carries over.
+  Failure Write(const uint8_t* data, size_t size);
+  // Checks the stream ended properly, sets directory times, syncfs(dir),
+  // and serializes the tar-split into `split`.
+  Failure Finish(TarStats& stats, std::string& split);
+  const TarProblem& problem() const { return problem_; }
+
+ private:
+  struct Entry {
+    std::string name;  // as in the archive, for messages
+    std::string path;  // normalized, relative to the root ("" = the root)
+    std::string link;  // normalized for hardlinks, verbatim for symlinks
+    char type = '0';
+    uint32_t mode = 0;
+    int64_t uid = 0, gid = 0;
+    int64_t mtime_sec = 0, atime_sec = 0;
+    long mtime_nsec = 0, atime_nsec = 0;
+    bool has_atime = false;
+    uint32_t devmajor = 0, devminor = 0;
+    uint64_t size = 0;       // bytes of payload in the archive
+    uint64_t real_size = 0;  // the file's size (differs for sparse files)
+    bool sparse = false;
+    bool sparse_map_in_data = false;  // PAX GNU.sparse 1.0
+    std::vector<SparseSegment> segments;
+    std::vector<std::pair<std::string, std::string>> xattrs;
+  };
+  enum class State { Header, SparseExt, ExtData, SparseMap, Payload, Skip, Padding, End, Failed };
+
+  Failure Problem(const std::string& code, const std::string& entry,
+                  const std::string& message);
+  Failure SysProblem(Failure f, const std::string& entry);
+  Failure OnHeader();
+  Failure OnSparseExtBlock();
+  Failure OnExtData();
+  Failure OnSparseMapBlock(bool& complete);
+  Failure StartEntry();
+  Failure CheckSegments();
+  Failure ParsePax(const std::string& data, std::map<std::string, std::string>& into,
+                   std::vector<std::pair<std::string, std::string>>* ordered);
+  Failure NormalizePath(const std::string& raw, const std::string& entry, std::string& out);
+  Failure OpenParent(const std::string& parent, const std::string& entry, int& fd);
+  Failure RemoveExisting(int parent, const std::string& name, const std::string& path,
+                         bool keep_dir, bool& kept_dir);
+  Failure RemoveTree(int parent, const std::string& name, const std::string& path);
+  Failure KeepTrackedContent(const std::string& path);
+  Failure ApplyWhiteout(const std::string& parent, const std::string& name);
+  Failure RemoveNotAdded(int dir, const std::string& path);
+  Failure CreateEntry();
+  Failure SetMetadata(int parent, const std::string& name, int fd);
+  Failure WritePayload(const uint8_t* data, size_t size);
+  Failure FinishFile();
+  void Record(const uint8_t* data, size_t size) { split_.AddRaw(data, size); }
+
+  Fd root_;
+  WhiteoutMode mode_ = WhiteoutMode::Overlay;
+  State state_ = State::Header;
+  TarProblem problem_;
+  TarSplitBuilder split_;
+  TarStats stats_;
+
+  uint8_t block_[512];
+  size_t block_fill_ = 0;
+  int zero_blocks_ = 0;
+
+  // Extensions that apply to the next entry.
+  std::string long_name_, long_link_;
+  bool has_long_name_ = false, has_long_link_ = false;
+  std::map<std::string, std::string> pax_, global_pax_;
+  std::vector<std::pair<std::string, std::string>> pax_ordered_;
+  char ext_type_ = 0;
+  std::string ext_data_;
+  uint64_t ext_remaining_ = 0;
+
+  Entry entry_;
+  uint8_t header_[512];  // the entry's own header, kept for sparse extensions
+  uint64_t payload_remaining_ = 0;  // bytes of the current entry's data left
+  uint64_t padding_remaining_ = 0;
+  std::string sparse_map_text_;
+  Fd file_;
+  size_t segment_ = 0;
+  uint64_t done_in_segment_ = 0;
+  ContentChecksum checksum_;
+
+  // Parent directory cache: most entries share the previous entry's parent.
+  std::string cached_parent_;
+  Fd cached_parent_fd_;
+  bool cache_valid_ = false;
+
+  std::unordered_set<std::string> added_;      // paths this layer created
+  std::map<std::string, size_t> tracked_;      // path -> FILE/SPARSE record
+  struct Times {
+    int64_t atime_sec, mtime_sec;
+    long atime_nsec, mtime_nsec;
+  };
+  std::map<std::string, Times> dir_times_;     // applied at Finish
+};
+
+}  // namespace strata

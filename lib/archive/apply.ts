@@ -1,0 +1,173 @@
+// Applies a layer tar stream (plain, gzip or zstd) into a directory: JS reads,
+// decompresses and hashes; the native applier parses and writes on a pool
+// thread, one batch in flight while the next is read and hashed.
+import { createHash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGunzip, deflateRaw, constants as zlibConstants } from 'node:zlib';
+
+import { Decompress } from 'fzstd';
+
+import { TarApplier } from '../native/archive.js';
+import { ArchiveError } from './errors.js';
+
+export type WhiteoutMode = 'overlay' | 'remove';
+
+export interface ApplyOptions {
+  /**
+   * overlay: `.wh.x` becomes a 0/0 char device `x`, `.wh..wh..opq` sets
+   * trusted.overlay.opaque=y on its directory. remove: `x` is deleted, and an
+   * opaque directory loses what this layer did not add (`dir` holds a copy of
+   * the parent layer).
+   */
+  whiteouts: WhiteoutMode;
+  /** 'sha256:<hex>' of the uncompressed tar; a mismatch rejects. */
+  expectedDiffId?: string;
+  onProgress?: (compressedBytesRead: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface ApplyResult {
+  /** 'sha256:<hex>' of the uncompressed tar stream. */
+  diffId: string;
+  tarSize: number;
+  contentSize: number;
+  entries: number;
+  compression: 'none' | 'gzip' | 'zstd';
+  /** Raw-deflated tar-split: with the directory, rebuilds the tar byte-exact. */
+  tarSplit: Buffer;
+}
+
+const BATCH_BYTES = 1 << 20;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+const deflateRawAsync = promisify(deflateRaw);
+
+function detectCompression(head: Buffer): ApplyResult['compression'] {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
+/** fzstd's streaming decoder as a Transform. */
+function createZstdDecompressor(): Transform {
+  let decoder: Decompress | undefined;
+  return new Transform({
+    transform(this: Transform, chunk: Buffer, _encoding: string, callback: TransformCallback) {
+      decoder ??= new Decompress((data) => this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
+      try {
+        decoder.push(chunk);
+        callback();
+      } catch (error) {
+        callback(new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${String(error)}`, { cause: error }));
+      }
+    },
+    flush(this: Transform, callback: TransformCallback) {
+      try {
+        decoder?.push(new Uint8Array(0), true);
+        callback();
+      } catch (error) {
+        callback(new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${String(error)}`, { cause: error }));
+      }
+    },
+  });
+}
+
+export async function applyLayerArchive(
+  input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  dir: string,
+  options: ApplyOptions,
+): Promise<ApplyResult> {
+  if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
+    throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
+  }
+  options.signal?.throwIfAborted();
+  const applier = new TarApplier(dir, options.whiteouts);
+
+  // Reads until the first 4 bytes are known, to pick the decompressor.
+  const source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  let compressedRead = 0;
+  const head: Buffer[] = [];
+  let headSize = 0;
+  let ended = false;
+  while (headSize < 4) {
+    const next = await source.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    const chunk = Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+    head.push(chunk);
+    headSize += chunk.length;
+  }
+  const compression = detectCompression(Buffer.concat(head));
+  async function* compressed(): AsyncGenerator<Buffer> {
+    const report = (chunk: Buffer) => {
+      compressedRead += chunk.length;
+      options.onProgress?.(compressedRead);
+    };
+    for (const chunk of head) {
+      report(chunk);
+      yield chunk;
+    }
+    if (ended) return;
+    for (let next = await source.next(); !next.done; next = await source.next()) {
+      const chunk = Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+      report(chunk);
+      yield chunk;
+    }
+  }
+
+  const hash = createHash('sha256');
+  let tarSize = 0;
+  let pending: Promise<void> | undefined;
+  let batch: Buffer[] = [];
+  let batchSize = 0;
+  // Waits for the previous write, then starts this one without waiting for it.
+  const send = async (chunk: Buffer) => {
+    hash.update(chunk);
+    tarSize += chunk.length;
+    if (pending) await pending;
+    pending = applier.write(chunk);
+    pending.catch(() => {}); // awaited by the next send or at the end
+  };
+  const sink = async (tar: AsyncIterable<Buffer>) => {
+    for await (const chunk of tar) {
+      batch.push(chunk);
+      batchSize += chunk.length;
+      if (batchSize >= BATCH_BYTES) {
+        const whole = batch.length === 1 ? chunk : Buffer.concat(batch, batchSize);
+        batch = [];
+        batchSize = 0;
+        await send(whole);
+      }
+    }
+    if (batchSize > 0) await send(Buffer.concat(batch, batchSize));
+    if (pending) await pending;
+  };
+
+  const signalOption = options.signal ? { signal: options.signal } : {};
+  try {
+    if (compression === 'gzip') await pipeline(compressed(), createGunzip(), sink, signalOption);
+    else if (compression === 'zstd') await pipeline(compressed(), createZstdDecompressor(), sink, signalOption);
+    else await pipeline(compressed(), sink, signalOption);
+  } catch (error) {
+    if (pending) await pending.catch(() => {});
+    if (error instanceof Error && (error as { code?: unknown }).code === 'Z_DATA_ERROR') {
+      throw new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad gzip data: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+
+  const diffId = `sha256:${hash.digest('hex')}`;
+  if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
+    throw new ArchiveError(
+      'ERR_ARCHIVE_DIGEST_MISMATCH',
+      `layer tar has digest ${diffId}, expected ${options.expectedDiffId}`,
+    );
+  }
+  const stats = await applier.finish();
+  const tarSplit = await deflateRawAsync(stats.tarSplit, { level: zlibConstants.Z_BEST_SPEED });
+  return { diffId, tarSize, contentSize: stats.contentSize, entries: stats.entries, compression, tarSplit };
+}

@@ -1,0 +1,320 @@
+#include "tar_split.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace strata {
+
+int OpenInRoot(int root, const std::string& path, int flags) {
+  struct open_how how = {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  const char* p = path.empty() ? "." : path.c_str();
+  return static_cast<int>(syscall(SYS_openat2, root, p, &how, sizeof how));
+}
+
+// ---- ContentChecksum ----
+
+static inline uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+void ContentChecksum::Mix(uint64_t word) {
+  state_ = Rotl(state_ ^ (word * 0x9e3779b97f4a7c15ULL), 29) * 0xbf58476d1ce4e5b9ULL;
+}
+
+void ContentChecksum::Update(const uint8_t* data, size_t size) {
+  total_ += size;
+  while (tail_size_ > 0 && tail_size_ < 8 && size > 0) {
+    tail_[tail_size_++] = *data++;
+    size--;
+  }
+  if (tail_size_ == 8) {
+    uint64_t w;
+    memcpy(&w, tail_, 8);
+    Mix(w);
+    tail_size_ = 0;
+  }
+  while (size >= 8) {
+    uint64_t w;
+    memcpy(&w, data, 8);
+    Mix(w);
+    data += 8;
+    size -= 8;
+  }
+  memcpy(tail_ + tail_size_, data, size);
+  tail_size_ += size;
+}
+
+uint64_t ContentChecksum::Final() const {
+  ContentChecksum copy = *this;
+  uint64_t w = 0;
+  memcpy(&w, copy.tail_, copy.tail_size_);
+  copy.Mix(w);
+  copy.Mix(total_);
+  uint64_t h = copy.state_;
+  h ^= h >> 31;
+  return h;
+}
+
+// ---- serialization helpers ----
+
+static void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+static void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; i++) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+namespace {
+struct Reader {
+  const std::string& s;
+  size_t pos = 0;
+  bool ok = true;
+  uint64_t Varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= s.size()) break;
+      uint8_t b = static_cast<uint8_t>(s[pos++]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    ok = false;
+    return 0;
+  }
+  uint64_t U64() {
+    if (s.size() - pos < 8) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= static_cast<uint64_t>(static_cast<uint8_t>(s[pos + i])) << (8 * i);
+    pos += 8;
+    return v;
+  }
+  bool Take(uint64_t n, size_t& offset) {
+    if (!ok || n > s.size() - pos) return ok = false;
+    offset = pos;
+    pos += n;
+    return true;
+  }
+};
+constexpr char kMagic[] = "STSPLIT1";
+constexpr size_t kMagicSize = 8;
+}  // namespace
+
+// ---- TarSplitBuilder ----
+
+void TarSplitBuilder::AddRaw(const uint8_t* data, size_t size) {
+  if (size == 0) return;
+  if (records_.empty() || records_.back().kind != Kind::Raw)
+    records_.push_back(Record{Kind::Raw, {}, {}, 0});
+  records_.back().bytes.append(reinterpret_cast<const char*>(data), size);
+}
+
+size_t TarSplitBuilder::AddFile(const std::string& path, uint64_t size,
+                                uint64_t checksum) {
+  records_.push_back(Record{Kind::File, path, {SparseSegment{0, size}}, checksum});
+  return records_.size() - 1;
+}
+
+size_t TarSplitBuilder::AddSparse(const std::string& path,
+                                  std::vector<SparseSegment> segments,
+                                  uint64_t checksum) {
+  records_.push_back(Record{Kind::Sparse, path, std::move(segments), checksum});
+  return records_.size() - 1;
+}
+
+Failure TarSplitBuilder::ConvertToRaw(size_t index, int file_fd) {
+  Record& r = records_[index];
+  std::string bytes;
+  for (const SparseSegment& seg : r.segments) {
+    size_t start = bytes.size();
+    bytes.resize(start + seg.length);
+    uint64_t done = 0;
+    while (done < seg.length) {
+      ssize_t n = pread(file_fd, &bytes[start + done], seg.length - done,
+                        static_cast<off_t>(seg.offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Fail(errno, "pread", r.bytes);
+      if (n == 0) return Fail(EIO, "pread", r.bytes);
+      done += static_cast<uint64_t>(n);
+    }
+  }
+  r.kind = Kind::Raw;
+  r.bytes = std::move(bytes);
+  r.segments.clear();
+  return Ok();
+}
+
+std::string TarSplitBuilder::Serialize() const {
+  std::string out(kMagic, kMagicSize);
+  // Neighbouring RAW records (left by ConvertToRaw) are written as one.
+  for (size_t i = 0; i < records_.size(); i++) {
+    const Record& r = records_[i];
+    if (r.kind == Kind::Raw) {
+      size_t total = r.bytes.size(), j = i + 1;
+      for (; j < records_.size() && records_[j].kind == Kind::Raw; j++)
+        total += records_[j].bytes.size();
+      out.push_back(static_cast<char>(Kind::Raw));
+      PutVarint(out, total);
+      for (size_t k = i; k < j; k++) out += records_[k].bytes;
+      i = j - 1;
+      continue;
+    }
+    out.push_back(static_cast<char>(r.kind));
+    PutVarint(out, r.bytes.size());
+    out += r.bytes;
+    if (r.kind == Kind::File) {
+      PutVarint(out, r.segments[0].length);
+    } else {
+      PutVarint(out, r.segments.size());
+      for (const SparseSegment& seg : r.segments) {
+        PutVarint(out, seg.offset);
+        PutVarint(out, seg.length);
+      }
+    }
+    PutU64(out, r.checksum);
+  }
+  out.push_back(0);
+  return out;
+}
+
+// ---- TarExporter ----
+
+Failure TarExporter::Corrupt(const std::string& why) {
+  problem_ = {"ERR_ARCHIVE_SPLIT_CORRUPT", "tar-split data is corrupt: " + why, ""};
+  return Fail(EINVAL, "tar-split");
+}
+
+Failure TarExporter::Changed(const std::string& path, const std::string& why) {
+  problem_ = {"ERR_LAYER_CONTENT_CHANGED",
+              "layer content changed on disk: '" + path + "' " + why, path};
+  return Fail(EIO, "export", path);
+}
+
+Failure TarExporter::Open(const std::string& root, const std::string& split) {
+  root_ = Fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_.valid()) return Fail(errno, "open", root);
+  split_ = split;
+  Reader r{split_};
+  size_t at = 0;
+  if (!r.Take(kMagicSize, at) || split_.compare(0, kMagicSize, kMagic) != 0)
+    return Corrupt("bad magic");
+  for (;;) {
+    if (r.pos >= split_.size()) return Corrupt("missing end record");
+    uint8_t kind = static_cast<uint8_t>(split_[r.pos++]);
+    if (kind == 0) break;
+    if (kind == 1) {
+      uint64_t n = r.Varint();
+      if (!r.Take(n, at)) return Corrupt("raw record overruns the data");
+      steps_.push_back(Step{true, at, static_cast<size_t>(n), {}, {}, 0});
+      continue;
+    }
+    if (kind != 2 && kind != 3) return Corrupt("unknown record kind " + std::to_string(kind));
+    uint64_t path_len = r.Varint();
+    if (!r.Take(path_len, at) || path_len == 0 || path_len > 4096)
+      return Corrupt("bad path");
+    Step step{false, 0, 0, split_.substr(at, path_len), {}, 0};
+    if (step.path.find('\0') != std::string::npos || step.path[0] == '/')
+      return Corrupt("bad path");
+    if (kind == 2) {
+      step.segments.push_back(SparseSegment{0, r.Varint()});
+    } else {
+      uint64_t count = r.Varint();
+      if (count > split_.size()) return Corrupt("bad segment count");
+      for (uint64_t i = 0; i < count && r.ok; i++) {
+        SparseSegment seg;
+        seg.offset = r.Varint();
+        seg.length = r.Varint();
+        step.segments.push_back(seg);
+      }
+    }
+    step.checksum = r.U64();
+    if (!r.ok) return Corrupt("truncated record");
+    steps_.push_back(std::move(step));
+  }
+  if (r.pos != split_.size()) return Corrupt("bytes after the end record");
+  return Ok();
+}
+
+Failure TarExporter::OpenFile(const Step& step) {
+  file_ = Fd(OpenInRoot(root_.get(), step.path, O_RDONLY | O_NOFOLLOW));
+  if (!file_.valid()) {
+    if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
+      return Changed(step.path, "is missing");
+    return Fail(errno, "openat2", step.path);
+  }
+  struct stat st;
+  if (fstat(file_.get(), &st) != 0) return Fail(errno, "fstat", step.path);
+  if (!S_ISREG(st.st_mode)) return Changed(step.path, "is no longer a regular file");
+  uint64_t end = 0;
+  for (const SparseSegment& seg : step.segments) end = std::max(end, seg.offset + seg.length);
+  bool sparse = step.segments.size() != 1 || step.segments[0].offset != 0;
+  if (sparse ? static_cast<uint64_t>(st.st_size) < end
+             : static_cast<uint64_t>(st.st_size) != end)
+    return Changed(step.path, "has a different size");
+  posix_fadvise(file_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  checksum_ = ContentChecksum();
+  return Ok();
+}
+
+Failure TarExporter::Read(size_t max, std::string& out, bool& done) {
+  while (out.size() < max && step_ < steps_.size()) {
+    const Step& step = steps_[step_];
+    if (step.raw) {
+      size_t n = std::min(max - out.size(), step.raw_size - raw_done_);
+      out.append(split_, step.raw_offset + raw_done_, n);
+      raw_done_ += n;
+      if (raw_done_ == step.raw_size) {
+        raw_done_ = 0;
+        step_++;
+      }
+      continue;
+    }
+    if (!file_.valid() && segment_ == 0 && done_in_segment_ == 0) {
+      if (Failure f = OpenFile(step)) return f;
+    }
+    if (segment_ < step.segments.size()) {
+      const SparseSegment& seg = step.segments[segment_];
+      uint64_t want = std::min<uint64_t>(max - out.size(), seg.length - done_in_segment_);
+      size_t start = out.size();
+      out.resize(start + want);
+      ssize_t n = want == 0 ? 0
+                            : pread(file_.get(), &out[start], want,
+                                    static_cast<off_t>(seg.offset + done_in_segment_));
+      if (n < 0) {
+        out.resize(start);
+        if (errno == EINTR) continue;
+        return Fail(errno, "pread", step.path);
+      }
+      out.resize(start + static_cast<size_t>(n));
+      if (n == 0 && want > 0) return Changed(step.path, "is shorter than recorded");
+      checksum_.Update(reinterpret_cast<const uint8_t*>(&out[start]), static_cast<size_t>(n));
+      done_in_segment_ += static_cast<uint64_t>(n);
+      if (done_in_segment_ == seg.length) {
+        segment_++;
+        done_in_segment_ = 0;
+      }
+      continue;
+    }
+    if (checksum_.Final() != step.checksum) return Changed(step.path, "has different content");
+    file_ = Fd();
+    segment_ = 0;
+    done_in_segment_ = 0;
+    step_++;
+  }
+  done = step_ == steps_.size();
+  return Ok();
+}
+
+}  // namespace strata

@@ -1,0 +1,123 @@
+// tar-split: everything of a layer tar that is not file content, plus where
+// each file's content lives in the applied directory, so the tar can be
+// rebuilt byte-exact from the directory (and its sha256 still equals the
+// layer's DiffID).
+//
+// Serialized format (all integers are unsigned LEB128 varints unless noted):
+//   magic   "STSPLIT1" (8 bytes)
+//   records, each starting with one kind byte:
+//     0x01 RAW     len, len bytes        emitted verbatim (headers, PAX/GNU
+//                                        extension blocks, padding, the
+//                                        end-of-archive blocks, trailing bytes)
+//     0x02 FILE    path_len, path, size, checksum (8 bytes, little endian)
+//                                        emit bytes [0, size) of the regular
+//                                        file at `path` (relative to the layer
+//                                        directory, resolved inside it)
+//     0x03 SPARSE  path_len, path, count, count x (offset, length), checksum
+//                                        emit the listed ranges of the file, in
+//                                        order (a sparse entry's stored data)
+//     0x00 END     no more records
+// The checksum is a fast 64-bit hash of the emitted payload (ContentChecksum)
+// that names the changed file when the directory no longer matches; the
+// stream's sha256 against the DiffID remains the real check.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "result.h"
+
+namespace strata {
+
+// A streaming 64-bit hash, independent of how the input is chunked.
+class ContentChecksum {
+ public:
+  void Update(const uint8_t* data, size_t size);
+  uint64_t Final() const;
+
+ private:
+  void Mix(uint64_t word);
+  uint64_t state_ = 0x243f6a8885a308d3ULL;
+  uint64_t total_ = 0;
+  uint8_t tail_[8] = {};
+  size_t tail_size_ = 0;
+};
+
+// openat2 with RESOLVE_IN_ROOT: `path` is resolved as if `root` were "/", so
+// neither "..", absolute symlinks nor magic links can leave it. Returns the
+// new fd or -1 with errno set.
+int OpenInRoot(int root, const std::string& path, int flags);
+
+struct SparseSegment {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// Records built while applying; a FILE/SPARSE record whose file gets replaced
+// later in the same archive is turned into RAW with the bytes it had.
+class TarSplitBuilder {
+ public:
+  void AddRaw(const uint8_t* data, size_t size);
+  // Returns the record's index, for ConvertToRaw.
+  size_t AddFile(const std::string& path, uint64_t size, uint64_t checksum);
+  size_t AddSparse(const std::string& path, std::vector<SparseSegment> segments,
+                   uint64_t checksum);
+  // Reads the record's payload from `file_fd` and keeps it as RAW bytes.
+  Failure ConvertToRaw(size_t index, int file_fd);
+  std::string Serialize() const;
+
+ private:
+  enum class Kind : uint8_t { Raw = 1, File = 2, Sparse = 3 };
+  struct Record {
+    Kind kind;
+    std::string bytes;  // RAW bytes, or the path for FILE/SPARSE
+    std::vector<SparseSegment> segments;  // FILE: one segment at offset 0
+    uint64_t checksum = 0;
+  };
+  std::vector<Record> records_;
+};
+
+// Why an export stopped: `code` is ERR_LAYER_CONTENT_CHANGED for a directory
+// that no longer matches, ERR_ARCHIVE_SPLIT_CORRUPT for a bad tar-split, or
+// empty for a plain syscall failure (then `failure` says which).
+struct ExportProblem {
+  std::string code;
+  std::string message;
+  std::string entry;
+};
+
+// Replays a serialized tar-split against a directory, chunk by chunk.
+class TarExporter {
+ public:
+  // Parses and validates `split`; `root` is the layer directory.
+  Failure Open(const std::string& root, const std::string& split);
+  // Appends up to `max` bytes of the tar to `out`; `done` turns true at the end.
+  Failure Read(size_t max, std::string& out, bool& done);
+  const ExportProblem& problem() const { return problem_; }
+
+ private:
+  struct Step {
+    bool raw;
+    size_t raw_offset, raw_size;  // into split_
+    std::string path;
+    std::vector<SparseSegment> segments;
+    uint64_t checksum;
+  };
+  Failure Changed(const std::string& path, const std::string& why);
+  Failure Corrupt(const std::string& why);
+  Failure OpenFile(const Step& step);
+
+  Fd root_;
+  std::string split_;
+  std::vector<Step> steps_;
+  size_t step_ = 0;
+  // Progress inside the current step.
+  size_t segment_ = 0;
+  uint64_t done_in_segment_ = 0;
+  size_t raw_done_ = 0;
+  Fd file_;
+  ContentChecksum checksum_;
+  ExportProblem problem_;
+};
+
+}  // namespace strata

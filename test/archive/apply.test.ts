@@ -1,0 +1,185 @@
+// Archives written by GNU tar (gnu, pax, ustar; gzip and zstd): applying them
+// gives what `tar -x` gives, the DiffID is the sha256 of the tar, and the
+// export rebuilds the archive byte-exact.
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import {
+  createReadStream, linkSync, lstatSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+
+import { applyLayerArchive } from '../../lib/archive/apply.js';
+import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
+import { chunked, exportBuffer, sha256, snapshot, xattrsBelow } from '../support/tar-builder.js';
+
+// cap_net_bind_service+ep, as a v2 security.capability value.
+const CAPABILITY = '0x0100000200040000000000000000000000000000';
+
+function run(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A tree with every entry type, odd modes, owners, xattrs, long names, a sparse file. */
+function makeTree(root: string): void {
+  mkdirSync(join(root, 'etc/deep'), { recursive: true });
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
+  writeFileSync(join(root, 'etc/empty'), '');
+  writeFileSync(join(root, 'big.bin'), Buffer.alloc(3 * 1024 * 1024 + 123, 'abcdefg'));
+  const setuid = join(root, 'setuid');
+  writeFileSync(setuid, '#!/bin/sh\n');
+  run('chown', ['1234:5678', setuid]);
+  run('chmod', ['6755', setuid]);
+  mkdirSync(join(root, 'sticky'));
+  run('chmod', ['1777', join(root, 'sticky')]);
+  symlinkSync('../etc/passwd', join(root, 'etc/deep/link'));
+  symlinkSync('/nonexistent/absolute', join(root, 'dangling'));
+  run('chown', ['-h', '42:43', join(root, 'dangling')]);
+  linkSync(join(root, 'etc/passwd'), join(root, 'hardlink'));
+  run('mkfifo', [join(root, 'fifo')]);
+  run('mknod', [join(root, 'null'), 'c', '1', '3']);
+  run('mknod', [join(root, 'blk'), 'b', '7', '200']);
+  const long = join(root, 'a'.repeat(120), 'b'.repeat(150));
+  mkdirSync(long, { recursive: true });
+  writeFileSync(join(long, `${'c'.repeat(200)}.txt`), 'long name\n');
+  symlinkSync('t'.repeat(180), join(root, 'longlink'));
+  const ping = join(root, 'ping');
+  writeFileSync(ping, 'binary');
+  run('chmod', ['755', ping]);
+  run('setfattr', ['-n', 'security.capability', '-v', CAPABILITY, ping]);
+  run('setfattr', ['-n', 'user.comment', '-v', 'hello world', join(root, 'etc/passwd')]);
+  run('setfattr', ['-n', 'user.dir', '-v', 'yes', join(root, 'etc')]);
+  const sparse = join(root, 'sparse');
+  run('truncate', ['-s', '64M', sparse]);
+  run('dd', ['if=/dev/urandom', `of=${sparse}`, 'bs=4096', 'count=2', 'seek=1000', 'conv=notrunc', 'status=none']);
+  run('dd', ['if=/dev/urandom', `of=${sparse}`, 'bs=4096', 'count=1', 'seek=16000', 'conv=notrunc', 'status=none']);
+  utimesSync(join(root, 'etc/passwd'), 1_000_000_000.5, 1_234_567_890.25);
+  utimesSync(join(root, 'etc'), 1_000_000_000, 1_500_000_000);
+}
+
+function tarFlags(format: string): string[] {
+  const flags = [`--format=${format}`, '--numeric-owner'];
+  if (format !== 'ustar') flags.push('--sparse');
+  if (format === 'pax') flags.push('--xattrs', '--xattrs-include=*');
+  return flags;
+}
+
+describe('applyLayerArchive with archives from GNU tar', function () {
+  const cleanups = new Cleanups();
+  let source: string;
+  before(function () {
+    if (!isRoot) this.skip();
+    source = scratchDir(cleanups, 'source');
+    makeTree(source);
+  });
+  after(() => cleanups.release());
+  const each = new Cleanups();
+  afterEach(() => each.release());
+
+  for (const format of ['gnu', 'pax', 'ustar']) {
+    it(`applies a ${format} archive like tar -x, with DiffID = sha256 and a byte-exact export`, async function () {
+      const work = scratchDir(each, format);
+      const archive = join(work, 'layer.tar');
+      // ustar can neither hold the long names nor the 64M sparse file's size: leave them out.
+      const exclude = format === 'ustar' ? ['--exclude=./aaaa*', '--exclude=./longlink', '--exclude=./sparse'] : [];
+      run('tar', ['-cf', archive, ...tarFlags(format), ...exclude, '-C', source, '.']);
+      const expected = join(work, 'expected');
+      mkdirSync(expected);
+      run('tar', ['-xf', archive, '--numeric-owner', '--same-owner', '-p', ...(format === 'pax' ? ['--xattrs', '--xattrs-include=*'] : []), '-C', expected]);
+
+      const dir = join(work, 'applied');
+      mkdirSync(dir);
+      const bytes = readFileSync(archive);
+      const result = await applyLayerArchive(createReadStream(archive), dir, { whiteouts: 'overlay' });
+      expect(result.diffId).to.equal(sha256(bytes));
+      expect(result.tarSize).to.equal(bytes.length);
+      expect(result.compression).to.equal('none');
+      expect(snapshot(dir)).to.deep.equal(snapshot(expected));
+      expect(xattrsBelow(dir)).to.deep.equal(xattrsBelow(expected));
+      if (format === 'pax') {
+        expect(xattrsBelow(dir)['ping']).to.deep.equal({ 'security.capability': CAPABILITY });
+        expect(xattrsBelow(dir)['etc']).to.have.property('user.dir');
+      }
+      expect(lstatSync(join(dir, 'setuid')).mode & 0o7777).to.equal(0o6755);
+      if (format !== 'ustar') {
+        // Holes stay holes: 64 MiB of size, a few blocks of data.
+        const st = lstatSync(join(dir, 'sparse'));
+        expect(st.size).to.equal(64 * 1024 * 1024);
+        expect(st.blocks * 512).to.be.below(1024 * 1024);
+      }
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(bytes);
+    });
+  }
+
+  for (const version of ['0.0', '0.1', '1.0']) {
+    it(`applies PAX sparse ${version} files and exports them byte-exact`, async function () {
+      const work = scratchDir(each, 'sparse');
+      const archive = join(work, 'layer.tar');
+      run('tar', ['-cf', archive, '--format=pax', '--sparse', `--sparse-version=${version}`, '-C', source, 'sparse', 'big.bin']);
+      const dir = join(work, 'applied');
+      mkdirSync(dir);
+      const bytes = readFileSync(archive);
+      const result = await applyLayerArchive(createReadStream(archive), dir, { whiteouts: 'overlay' });
+      expect(readFileSync(join(dir, 'sparse')).equals(readFileSync(join(source, 'sparse')))).to.equal(true);
+      expect(lstatSync(join(dir, 'sparse')).blocks * 512).to.be.below(1024 * 1024);
+      expect(result.contentSize).to.equal(64 * 1024 * 1024 + 3 * 1024 * 1024 + 123);
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(bytes);
+    });
+  }
+
+  for (const [compression, tool] of [['gzip', 'gzip'], ['zstd', 'zstd']] as const) {
+    it(`detects and decompresses ${compression}, hashing the uncompressed tar`, async function () {
+      const work = scratchDir(each, compression);
+      const archive = join(work, 'layer.tar');
+      run('tar', ['-cf', archive, ...tarFlags('pax'), '-C', source, '.']);
+      run(tool, ['-q', '-k', archive]);
+      const compressed = `${archive}.${compression === 'gzip' ? 'gz' : 'zst'}`;
+      const dir = join(work, 'applied');
+      mkdirSync(dir);
+      const progress: number[] = [];
+      const result = await applyLayerArchive(createReadStream(compressed), dir, {
+        whiteouts: 'overlay',
+        onProgress: (n) => progress.push(n),
+      });
+      const bytes = readFileSync(archive);
+      expect(result.compression).to.equal(compression);
+      expect(result.diffId).to.equal(sha256(bytes));
+      expect(result.tarSize).to.equal(bytes.length);
+      expect(progress.at(-1)).to.equal(lstatSync(compressed).size);
+      expect(readFileSync(join(dir, 'big.bin')).equals(readFileSync(join(source, 'big.bin')))).to.equal(true);
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(bytes);
+    });
+  }
+
+  it('rejects corrupt gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
+    for (const head of [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9, 9, 9])]) {
+      const dir = scratchDir(each, 'bad');
+      const error = await applyLayerArchive(chunked(head), dir, { whiteouts: 'overlay' }).catch((e: unknown) => e);
+      expect(error).to.include({ name: 'ArchiveError', code: 'ERR_ARCHIVE_CORRUPT' });
+    }
+  });
+
+  it('rejects a DiffID mismatch', async function () {
+    const work = scratchDir(each, 'digest');
+    const archive = join(work, 'layer.tar');
+    run('tar', ['-cf', archive, '-C', source, 'etc']);
+    const dir = join(work, 'applied');
+    mkdirSync(dir);
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    const error = await applyLayerArchive(createReadStream(archive), dir, { whiteouts: 'overlay', expectedDiffId: wrong })
+      .catch((e: unknown) => e);
+    expect(error).to.include({ code: 'ERR_ARCHIVE_DIGEST_MISMATCH' });
+    expect((error as Error).message).to.include(sha256(readFileSync(archive)));
+    const bad = await applyLayerArchive(createReadStream(archive), dir, { whiteouts: 'overlay', expectedDiffId: 'md5:1' })
+      .catch((e: unknown) => e);
+    expect(bad).to.be.instanceOf(TypeError);
+  });
+
+  it('stops on abort', async function () {
+    const work = scratchDir(each, 'abort');
+    const controller = new AbortController();
+    controller.abort();
+    const error = await applyLayerArchive(chunked(Buffer.alloc(1024)), work, { whiteouts: 'overlay', signal: controller.signal })
+      .catch((e: unknown) => e);
+    expect(error).to.have.property('name', 'AbortError');
+  });
+});
