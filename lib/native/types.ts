@@ -40,6 +40,35 @@ export interface NativeBinding {
   loopDetach(device: string): Promise<void>;
   loopStatus(device: string): Promise<NativeLoopStatus>;
   loopList(): Promise<NativeLoopStatus[]>;
+
+  // mount_api.cc (every fd returned is close-on-exec; dirfd -100 is AT_FDCWD)
+  fsopen(fstype: string): Promise<number>;
+  fsconfig(fd: number, cmd: number, key: string | null, value: string | null, aux: number): Promise<void>;
+  fsmount(fd: number, attrFlags: number): Promise<number>;
+  moveMount(fromDirfd: number, fromPath: string, toDirfd: number, toPath: string, flags: number): Promise<void>;
+  openTree(dirfd: number, path: string, flags: number): Promise<number>;
+  fspick(dirfd: number, path: string, flags: number): Promise<number>;
+  mountSetattr(
+    dirfd: number, path: string, flags: number,
+    attrSet: number, attrClr: number, propagation: number, usernsFd: number,
+  ): Promise<void>;
+  readonly mountApiConstants: Readonly<Record<string, number>>;
+
+  // overlay.cc
+  mountOverlay(
+    target: string, lowers: readonly string[], upper: string | null, work: string | null,
+    options: Readonly<Record<string, string | true>>, method: 'auto' | 'lowerdir+' | 'legacy',
+  ): Promise<{ method: 'lowerdir+' | 'legacy'; layersByFd: number }>;
+  probeOverlayFeatures(): {
+    available: boolean; paramsChecked: boolean; lowerdirPlus: boolean; datadirPlus: boolean;
+    layersByFd: boolean; metacopy: boolean; index: boolean; redirectDir: boolean;
+    volatile: boolean; userxattr: boolean; maxLowers: number;
+    moduleParams: Record<string, string>;
+  };
+
+  // archive.cc
+  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove') => NativeTarApplier;
+  readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
 }
 
 // fs.cc: statfs(2), with the superblock magic named ("unknown" if not known).
@@ -77,32 +106,4 @@ export interface NativeLoopStatus {
   partscan: boolean;
   directIo: boolean;
 
-  // mount_api.cc (every fd returned is close-on-exec; dirfd -100 is AT_FDCWD)
-  fsopen(fstype: string): Promise<number>;
-  fsconfig(fd: number, cmd: number, key: string | null, value: string | null, aux: number): Promise<void>;
-  fsmount(fd: number, attrFlags: number): Promise<number>;
-  moveMount(fromDirfd: number, fromPath: string, toDirfd: number, toPath: string, flags: number): Promise<void>;
-  openTree(dirfd: number, path: string, flags: number): Promise<number>;
-  fspick(dirfd: number, path: string, flags: number): Promise<number>;
-  mountSetattr(
-    dirfd: number, path: string, flags: number,
-    attrSet: number, attrClr: number, propagation: number, usernsFd: number,
-  ): Promise<void>;
-  readonly mountApiConstants: Readonly<Record<string, number>>;
-
-  // overlay.cc
-  mountOverlay(
-    target: string, lowers: readonly string[], upper: string | null, work: string | null,
-    options: Readonly<Record<string, string | true>>, method: 'auto' | 'lowerdir+' | 'legacy',
-  ): Promise<{ method: 'lowerdir+' | 'legacy'; layersByFd: number }>;
-  probeOverlayFeatures(): {
-    available: boolean; paramsChecked: boolean; lowerdirPlus: boolean; datadirPlus: boolean;
-    layersByFd: boolean; metacopy: boolean; index: boolean; redirectDir: boolean;
-    volatile: boolean; userxattr: boolean; maxLowers: number;
-    moduleParams: Record<string, string>;
-  };
-
-  // archive.cc
-  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove') => NativeTarApplier;
-  readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
 }
