@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 
 import { native } from '../../lib/native/binding.js';
 import { cloneFile, cloneRange, probeReflink } from '../../lib/native/clone.js';
-import { statfs } from '../../lib/native/fs.js';
+import { mknodSync, statfs } from '../../lib/native/fs.js';
 import { Cleanups, isRoot, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
@@ -208,7 +208,7 @@ describe('native clone: FICLONE, copy_file_range, read/write', function () {
     expect(statSync(dst).mode & 0o7777).to.equal(0o666);
   });
 
-  it('refuses an existing destination, a missing source and a directory', async function () {
+  it('refuses an existing destination, a missing source, a directory and a FIFO', async function () {
     const src = fresh(ext4);
     writeFileSync(src, 'new');
     const dst = fresh(ext4);
@@ -223,6 +223,12 @@ describe('native clone: FICLONE, copy_file_range, read/write', function () {
     });
     const target = fresh(ext4);
     expect(await cloneFile(ext4, target).catch((e: unknown) => e)).to.include({ code: 'EISDIR', path: ext4 });
+    expect(existsSync(target)).to.equal(false);
+    // A FIFO would block an open for reading until a writer came.
+    const fifo = fresh(ext4);
+    mknodSync(fifo, 'fifo', 0o600);
+    expect(await cloneFile(fifo, target).catch((e: unknown) => e)).to.include({ code: 'EINVAL', syscall: 'copyfile', path: fifo });
+    expect(await cloneRange(fifo, 0, src, 0, 0).catch((e: unknown) => e)).to.include({ code: 'EINVAL', syscall: 'ficlonerange' });
     expect(existsSync(target)).to.equal(false);
   });
 

@@ -14,7 +14,7 @@ import {
   supportsDType,
   whiteoutSync,
 } from '../../lib/native/fs.js';
-import { mount } from '../../lib/native/mount.js';
+import { mount, unmount } from '../../lib/native/mount.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
@@ -182,7 +182,7 @@ describe('native fs primitives', function () {
     it('names tmpfs and reports its size and mount flags', async function () {
       const dir = scratchDir(cleanups, 'statfs');
       await mount(dir, { source: 'tmpfs', fstype: 'tmpfs', flags: ['nosuid', 'nodev'], data: 'size=1m' });
-      cleanups.defer(async () => (await import('../../lib/native/mount.js')).unmount(dir));
+      cleanups.defer(() => unmount(dir));
       const st = await statfs(dir);
       expect(st).to.include({ type: 0x01021994, typeName: 'tmpfs', blockSize: 4096, blocks: 256, nameMax: 255 });
       expect(st.blocksFree).to.be.within(250, 256);
@@ -212,7 +212,7 @@ describe('native fs primitives', function () {
       expect(st.blockSize).to.equal(4096);
       expect(st.blocks * st.blockSize).to.be.within(250 * 1024 * 1024, 320 * 1024 * 1024);
       expect(st.blocksAvailable).to.be.at.most(st.blocksFree);
-      expect(st.files).to.be.greaterThan(st.filesFree - 1);
+      expect(st.filesFree).to.be.at.most(st.files);
     });
 
     it('rejects with a Node-style error', async function () {
@@ -249,7 +249,7 @@ describe('native fs primitives', function () {
       const readOnly = join(dir, 'ro');
       mkdirSync(readOnly);
       await mount(readOnly, { source: 'tmpfs', fstype: 'tmpfs', flags: ['rdonly'], data: 'size=1m' });
-      cleanups.defer(async () => (await import('../../lib/native/mount.js')).unmount(readOnly));
+      cleanups.defer(() => unmount(readOnly));
       expect(await supportsDType(readOnly).catch((e: unknown) => e)).to.include({ code: 'EROFS' });
     });
   });

@@ -3,6 +3,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, t
 import { join } from 'node:path';
 
 import { native } from '../../lib/native/binding.js';
+import { mknodSync } from '../../lib/native/fs.js';
 import { attachLoop, detachLoop, listLoops, type LoopDevice, type LoopOptions, loopStatus } from '../../lib/native/loop.js';
 import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
 import { detachIfBacking } from '../support/images.js';
@@ -140,6 +141,9 @@ describe('native loop devices', function () {
     expect(error.stack).to.include('loop.test.ts');
     mkdirSync(join(dir, 'sub'));
     expect(await attachLoop(join(dir, 'sub')).catch((e: unknown) => e)).to.include({ code: 'EISDIR' });
+    const fifo = join(dir, 'fifo');
+    mknodSync(fifo, 'fifo', 0o600);
+    expect(await attachLoop(fifo).catch((e: unknown) => e)).to.include({ code: 'EINVAL', path: fifo });
     const file = sparseFile(cleanups, MiB);
     expect(await attachLoop(file, { blockSize: 1000 }).catch((e: unknown) => e)).to.include({
       code: 'EINVAL',
