@@ -18,6 +18,14 @@ import { mount, unmount } from '../../lib/native/mount.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
+/** What `promise` rejects with; fails the test if it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
+  return promise.then(
+    () => expect.fail('expected a rejection'),
+    (error: unknown) => error as NodeJS.ErrnoException,
+  );
+}
+
 /** What an expression throws (synchronously), for property checks. */
 function thrown(fn: () => unknown): NodeJS.ErrnoException {
   try {
@@ -133,7 +141,11 @@ describe('native fs primitives', function () {
       expect(error).to.include({ code: 'ENODATA', errno: -61, syscall: 'lgetxattr', path: file });
       expect(error.message).to.equal(`ENODATA: No data available, lgetxattr '${file}'`);
       expect(thrown(() => removeXattrSync(file, 'user.none'))).to.include({ code: 'ENODATA', syscall: 'lremovexattr' });
-      expect(thrown(() => listXattrsSync(missing))).to.include({ code: 'ENOENT', syscall: 'llistxattr', path: missing });
+      expect(thrown(() => listXattrsSync(missing))).to.include({
+        code: 'ENOENT',
+        syscall: 'llistxattr',
+        path: missing,
+      });
       expect(thrown(() => setXattrSync(missing, 'user.a', 'x'))).to.include({ code: 'ENOENT' });
       expect(thrown(() => setXattrSync(file, 'nonamespace', 'x'))).to.include({ code: 'EOPNOTSUPP' });
       expect(thrown(() => setXattrSync(file, 'user.huge', Buffer.alloc(70000)))).to.include({ code: 'E2BIG' });
@@ -217,7 +229,7 @@ describe('native fs primitives', function () {
 
     it('rejects with a Node-style error', async function () {
       const missing = join(scratchDir(cleanups), 'missing');
-      const error = (await statfs(missing).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+      const error = await rejection(statfs(missing));
       expect(error).to.include({ code: 'ENOENT', syscall: 'statfs', path: missing });
       expect(error.stack).to.include('fs.test.ts');
       expect(thrown(() => statfsSync(missing))).to.include({ code: 'ENOENT', syscall: 'statfs' });
@@ -243,14 +255,14 @@ describe('native fs primitives', function () {
     it('rejects when it cannot make its probe directory', async function () {
       const file = join(scratchDir(cleanups), 'file');
       writeFileSync(file, '');
-      const error = await supportsDType(file).catch((e: unknown) => e);
+      const error = await rejection(supportsDType(file));
       expect(error).to.include({ code: 'ENOTDIR', syscall: 'mkdtemp', path: file });
       const dir = scratchDir(cleanups);
       const readOnly = join(dir, 'ro');
       mkdirSync(readOnly);
       await mount(readOnly, { source: 'tmpfs', fstype: 'tmpfs', flags: ['rdonly'], data: 'size=1m' });
       cleanups.defer(() => unmount(readOnly));
-      expect(await supportsDType(readOnly).catch((e: unknown) => e)).to.include({ code: 'EROFS' });
+      expect(await rejection(supportsDType(readOnly))).to.include({ code: 'EROFS' });
     });
   });
 

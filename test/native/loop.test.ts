@@ -1,12 +1,37 @@
 import { expect } from 'chai';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 import { native } from '../../lib/native/binding.js';
 import { mknodSync } from '../../lib/native/fs.js';
-import { attachLoop, detachLoop, listLoops, type LoopDevice, type LoopOptions, loopStatus } from '../../lib/native/loop.js';
+import {
+  attachLoop,
+  detachLoop,
+  listLoops,
+  type LoopDevice,
+  type LoopOptions,
+  loopStatus,
+} from '../../lib/native/loop.js';
 import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
 import { detachIfBacking } from '../support/images.js';
+
+/** What `promise` rejects with; fails the test if it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
+  return promise.then(
+    () => expect.fail('expected a rejection'),
+    (error: unknown) => error as NodeJS.ErrnoException,
+  );
+}
 
 const MiB = 1024 * 1024;
 
@@ -74,8 +99,9 @@ describe('native loop devices', function () {
     await detachLoop(loop.device);
     const after = await loopStatus(loop.device).catch((e: unknown) => e);
     // Another process may take the freed device at once; it is no longer ours either way.
-    if (after instanceof Error) expect(after).to.include({ code: 'ENXIO', syscall: 'loop_get_status64', path: loop.device });
-    else expect((after as { backingFile: string }).backingFile).not.to.equal(file);
+    if (after instanceof Error) {
+      expect(after).to.include({ code: 'ENXIO', syscall: 'loop_get_status64', path: loop.device });
+    } else expect((after as { backingFile: string }).backingFile).not.to.equal(file);
     expect((await listLoops()).map((entry) => entry.backingFile)).not.to.include(file);
   });
 
@@ -135,17 +161,17 @@ describe('native loop devices', function () {
   it('rejects a missing or unusable backing file with a Node-style error', async function () {
     const dir = scratchDir(cleanups);
     const missing = join(dir, 'missing');
-    const error = (await attachLoop(missing).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    const error = await rejection(attachLoop(missing));
     expect(error).to.include({ code: 'ENOENT', errno: -2, syscall: 'open', path: missing });
     expect(error.message).to.equal(`ENOENT: No such file or directory, open '${missing}'`);
     expect(error.stack).to.include('loop.test.ts');
     mkdirSync(join(dir, 'sub'));
-    expect(await attachLoop(join(dir, 'sub')).catch((e: unknown) => e)).to.include({ code: 'EISDIR' });
+    expect(await rejection(attachLoop(join(dir, 'sub')))).to.include({ code: 'EISDIR' });
     const fifo = join(dir, 'fifo');
     mknodSync(fifo, 'fifo', 0o600);
-    expect(await attachLoop(fifo).catch((e: unknown) => e)).to.include({ code: 'EINVAL', path: fifo });
+    expect(await rejection(attachLoop(fifo))).to.include({ code: 'EINVAL', path: fifo });
     const file = sparseFile(cleanups, MiB);
-    expect(await attachLoop(file, { blockSize: 1000 }).catch((e: unknown) => e)).to.include({
+    expect(await rejection(attachLoop(file, { blockSize: 1000 }))).to.include({
       code: 'EINVAL',
       syscall: 'loop_configure',
       path: file,
@@ -154,14 +180,14 @@ describe('native loop devices', function () {
   });
 
   it('rejects detach and status on what is not a loop device', async function () {
-    expect(await detachLoop('/dev/null').catch((e: unknown) => e)).to.include({
+    expect(await rejection(detachLoop('/dev/null'))).to.include({
       code: 'ENOTTY',
       syscall: 'loop_clr_fd',
       path: '/dev/null',
     });
-    expect(await loopStatus('/dev/null').catch((e: unknown) => e)).to.include({ code: 'ENOTTY', syscall: 'loop_get_status64' });
+    expect(await rejection(loopStatus('/dev/null'))).to.include({ code: 'ENOTTY', syscall: 'loop_get_status64' });
     const missing = join(scratchDir(cleanups), 'loop99');
-    expect(await detachLoop(missing).catch((e: unknown) => e)).to.include({ code: 'ENOENT', syscall: 'open', path: missing });
+    expect(await rejection(detachLoop(missing))).to.include({ code: 'ENOENT', syscall: 'open', path: missing });
   });
 
   it('closes every fd it opens, on success and failure', async function () {
