@@ -14,9 +14,17 @@ import {
   supportsDType,
   whiteoutSync,
 } from '../../lib/native/fs.js';
-import { mount } from '../../lib/native/mount.js';
+import { mount, unmount } from '../../lib/native/mount.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
+
+/** What `promise` rejects with; fails the test if it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
+  return promise.then(
+    () => expect.fail('expected a rejection'),
+    (error: unknown) => error as NodeJS.ErrnoException,
+  );
+}
 
 /** What an expression throws (synchronously), for property checks. */
 function thrown(fn: () => unknown): NodeJS.ErrnoException {
@@ -133,7 +141,11 @@ describe('native fs primitives', function () {
       expect(error).to.include({ code: 'ENODATA', errno: -61, syscall: 'lgetxattr', path: file });
       expect(error.message).to.equal(`ENODATA: No data available, lgetxattr '${file}'`);
       expect(thrown(() => removeXattrSync(file, 'user.none'))).to.include({ code: 'ENODATA', syscall: 'lremovexattr' });
-      expect(thrown(() => listXattrsSync(missing))).to.include({ code: 'ENOENT', syscall: 'llistxattr', path: missing });
+      expect(thrown(() => listXattrsSync(missing))).to.include({
+        code: 'ENOENT',
+        syscall: 'llistxattr',
+        path: missing,
+      });
       expect(thrown(() => setXattrSync(missing, 'user.a', 'x'))).to.include({ code: 'ENOENT' });
       expect(thrown(() => setXattrSync(file, 'nonamespace', 'x'))).to.include({ code: 'EOPNOTSUPP' });
       expect(thrown(() => setXattrSync(file, 'user.huge', Buffer.alloc(70000)))).to.include({ code: 'E2BIG' });
@@ -182,7 +194,7 @@ describe('native fs primitives', function () {
     it('names tmpfs and reports its size and mount flags', async function () {
       const dir = scratchDir(cleanups, 'statfs');
       await mount(dir, { source: 'tmpfs', fstype: 'tmpfs', flags: ['nosuid', 'nodev'], data: 'size=1m' });
-      cleanups.defer(async () => (await import('../../lib/native/mount.js')).unmount(dir));
+      cleanups.defer(() => unmount(dir));
       const st = await statfs(dir);
       expect(st).to.include({ type: 0x01021994, typeName: 'tmpfs', blockSize: 4096, blocks: 256, nameMax: 255 });
       expect(st.blocksFree).to.be.within(250, 256);
@@ -212,12 +224,12 @@ describe('native fs primitives', function () {
       expect(st.blockSize).to.equal(4096);
       expect(st.blocks * st.blockSize).to.be.within(250 * 1024 * 1024, 320 * 1024 * 1024);
       expect(st.blocksAvailable).to.be.at.most(st.blocksFree);
-      expect(st.files).to.be.greaterThan(st.filesFree - 1);
+      expect(st.filesFree).to.be.at.most(st.files);
     });
 
     it('rejects with a Node-style error', async function () {
       const missing = join(scratchDir(cleanups), 'missing');
-      const error = (await statfs(missing).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+      const error = await rejection(statfs(missing));
       expect(error).to.include({ code: 'ENOENT', syscall: 'statfs', path: missing });
       expect(error.stack).to.include('fs.test.ts');
       expect(thrown(() => statfsSync(missing))).to.include({ code: 'ENOENT', syscall: 'statfs' });
@@ -243,14 +255,14 @@ describe('native fs primitives', function () {
     it('rejects when it cannot make its probe directory', async function () {
       const file = join(scratchDir(cleanups), 'file');
       writeFileSync(file, '');
-      const error = await supportsDType(file).catch((e: unknown) => e);
+      const error = await rejection(supportsDType(file));
       expect(error).to.include({ code: 'ENOTDIR', syscall: 'mkdtemp', path: file });
       const dir = scratchDir(cleanups);
       const readOnly = join(dir, 'ro');
       mkdirSync(readOnly);
       await mount(readOnly, { source: 'tmpfs', fstype: 'tmpfs', flags: ['rdonly'], data: 'size=1m' });
-      cleanups.defer(async () => (await import('../../lib/native/mount.js')).unmount(readOnly));
-      expect(await supportsDType(readOnly).catch((e: unknown) => e)).to.include({ code: 'EROFS' });
+      cleanups.defer(() => unmount(readOnly));
+      expect(await rejection(supportsDType(readOnly))).to.include({ code: 'EROFS' });
     });
   });
 

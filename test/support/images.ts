@@ -16,10 +16,10 @@ export type ImageFs = 'btrfs' | 'xfs' | 'ext4';
 
 const MiB = 1024 * 1024;
 
-const mkfsCommands: Record<ImageFs, readonly string[]> = {
-  btrfs: ['mkfs.btrfs', '-q'],
-  xfs: ['mkfs.xfs', '-q', '-m', 'reflink=1'],
-  ext4: ['mkfs.ext4', '-q', '-F'],
+const mkfs: Record<ImageFs, { command: string; args: readonly string[] }> = {
+  btrfs: { command: 'mkfs.btrfs', args: ['-q'] },
+  xfs: { command: 'mkfs.xfs', args: ['-q', '-m', 'reflink=1'] },
+  ext4: { command: 'mkfs.ext4', args: ['-q', '-F'] },
 };
 
 // Above each mkfs's minimum (xfs refuses less than 300 MiB); the file is sparse.
@@ -53,7 +53,7 @@ export async function fsImage(cleanups: Cleanups, fstype: ImageFs, options: Imag
   mkdirSync(mountPoint);
   writeFileSync(image, '');
   truncateSync(image, options.size ?? defaultSizes[fstype]);
-  const [command = '', ...args] = mkfsCommands[fstype];
+  const { command, args } = mkfs[fstype];
   await execFileAsync(command, [...args, ...(options.mkfsArgs ?? []), image]);
 
   const loop = await attachLoop(image, { autoclear: true });
