@@ -120,7 +120,7 @@ describe('layer store', function () {
     const cut = readFileSync(tar).subarray(0, 20_000);
     const error = await store.layers.import(Readable.from([cut])).catch((e: unknown) => e);
     expect(error).to.be.instanceOf(Error);
-    expect((error as Error).message).to.match(/truncat|unexpected end|EOF/i);
+    expect((error as Error).message).to.match(/the stream ends inside/);
     expect(store.layers.list()).to.deep.equal([]);
     expect(layerDirs()).to.deep.equal([]);
     expect(store.db.prepare('SELECT count(*) AS n FROM staging').get()).to.deep.equal({ n: 0 });
