@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -26,12 +27,13 @@ function layerColumns(trunc: boolean): Column<Layer>[] {
   ];
 }
 
-function openInput(file: string): Readable {
+/** Opens the archive before reading starts, so a missing file is a plain error, not a stream event. */
+async function openInput(file: string): Promise<Readable> {
   if (file === '-') {
     if (process.stdin.isTTY) throw new UsageError('refusing to read a layer archive from a terminal: give a file or pipe one in');
     return process.stdin;
   }
-  return createReadStream(file);
+  return (await open(file, 'r')).createReadStream();
 }
 
 function openOutput(file: string | undefined): Writable {
@@ -55,7 +57,7 @@ export function registerLayer(program: Command): void {
         const parent = options.parent ? store.layers.resolve(options.parent).chainId : null;
         const progress = progressLine('Importing');
         const result = await store.layers
-          .import(openInput(file), {
+          .import(await openInput(file), {
             parent,
             explicit: true,
             ...(expectedDiffId && { expectedDiffId }),
