@@ -2,8 +2,13 @@
 // verbs over directories it owns. Drivers never touch the metadata database.
 import type { WhiteoutMode } from '../archive/apply.js';
 
+/** What a driver found when it started, as `docker info` lists it: label, value. */
+export type DriverStatus = Array<[string, string]>;
+
 export interface LayerDriver {
   readonly name: string;
+  /** Checks the host and the root at start-up; throws ERR_DRIVER_UNSUPPORTED if the driver cannot work. */
+  init(): Promise<DriverStatus>;
   /** How whiteouts in a layer tar become this driver's native form. */
   readonly whiteouts: WhiteoutMode;
   /** Everything the driver keeps on disk for one layer; removed whole on failure. */

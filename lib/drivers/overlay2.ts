@@ -3,7 +3,10 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { ContainerDriver, WritableLayout } from './driver.js';
+import { probeOverlayFeatures } from '../native/overlay.js';
+import { StoreError } from '../store/errors.js';
+import { probeBackingFilesystem } from '../system/probes.js';
+import type { ContainerDriver, DriverStatus, WritableLayout } from './driver.js';
 
 export class Overlay2Driver implements ContainerDriver {
   readonly name = 'overlay2';
@@ -12,6 +15,41 @@ export class Overlay2Driver implements ContainerDriver {
 
   constructor(root: string) {
     this.home = join(root, 'overlay2');
+  }
+
+  /**
+   * Docker's start-up checks: overlay present, d_type on the backing
+   * filesystem (overlay misbehaves without it), and no overlay under the root.
+   * Mounts always use index=off (a lower in use as another mount's upper would
+   * fail with EBUSY) and trusted.* xattrs (we run as real root, not in a user
+   * namespace, so userxattr does not apply).
+   */
+  async init(): Promise<DriverStatus> {
+    const overlay = probeOverlayFeatures();
+    const backing = await probeBackingFilesystem(this.home);
+    const refuse = (why: string) => {
+      throw new StoreError('ERR_DRIVER_UNSUPPORTED', `overlay2: ${why}`);
+    };
+    if (!overlay.available) refuse('the kernel has no overlay filesystem');
+    if (backing.type === 'overlay') refuse('the store root is on overlayfs, which cannot hold upper directories: use vfs, or a root on another filesystem');
+    if (!backing.dType) {
+      refuse(
+        `the backing ${backing.type} filesystem is formatted without d_type support, which leads to incorrect behavior; ` +
+          'reformat it with d_type (xfs: ftype=1, ext4: -O filetype)',
+      );
+    }
+    return [
+      ['Backing Filesystem', backing.type],
+      ['Supports d_type', 'true'],
+      ['Using metacopy', 'per container (--metacopy)'],
+      // Changes and commits read redirects and metacopy files from the merged
+      // tree, so the upper directory is never archived blindly.
+      ['Native Overlay Diff', 'true'],
+      ['userxattr', 'false'],
+      ['index', 'off'],
+      ['Max Layers', String(overlay.maxLowers)],
+      ['Layer Stacking', overlay.lowerdirPlus ? 'lowerdir+ (fsconfig)' : 'mount(2) with short /proc/self/fd paths'],
+    ];
   }
 
   layerPath(cacheId: string): string {

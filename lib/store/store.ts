@@ -36,6 +36,8 @@ export class Store {
     readonly db: Db,
     /** What the open found half-done and repaired or removed. */
     readonly recovered: string[],
+    /** What the driver found at start-up, as `docker info` lists it. */
+    readonly driverStatus: Array<[string, string]>,
   ) {
     this.layers = new LayerStore(db, driver);
     this.containers = new ContainerStore(db, driver, this.layers);
@@ -55,8 +57,9 @@ export class Store {
       }
       const driver = drivers[chooseDriver(db, requested)]!(root);
       mkdirSync(join(root, driver.name), { recursive: true, mode: 0o700 });
+      const status = await driver.init();
       const recovered = await recoverStaging(db);
-      const store = new Store(root, driver, db, recovered);
+      const store = new Store(root, driver, db, recovered, status);
       recovered.push(...(await store.containers.recover()));
       return store;
     } catch (error) {

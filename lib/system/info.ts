@@ -1,6 +1,13 @@
-// What `strata info` reports: the kernel's storage features and which storage
-// drivers can run on this host, each with the reason when one cannot.
+// What `strata info` reports: the kernel's storage features, the filesystem
+// under the store root, and which storage drivers can run on this host, each
+// with the reason when one cannot.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { probeOverlayFeatures, type OverlayFeatures } from '../native/overlay.js';
+import { Store } from '../store/store.js';
 import { kernelFilesystems, kernelVersion, miscDevices, moduleAvailable } from './kernel.js';
+import { probeBackingFilesystem, type BackingFilesystem } from './probes.js';
 
 export interface DriverAvailability {
   name: string;
@@ -9,33 +16,75 @@ export interface DriverAvailability {
   reason: string;
 }
 
+export interface StoreDriverInfo {
+  name: string;
+  status: Array<[string, string]>;
+  layers: number;
+  containers: number;
+}
+
 export interface HostInfo {
   kernelVersion: string;
   root: string;
-  filesystems: string[];
+  /** The driver of the store at the root, if one exists there. */
+  storageDriver: StoreDriverInfo | null;
+  backingFilesystem: BackingFilesystem;
+  overlay: OverlayFeatures;
   drivers: DriverAvailability[];
 }
 
-function hasFilesystem(name: string, mounted: Set<string>): boolean {
-  return mounted.has(name) || moduleAvailable(name);
+function driverAvailability(backing: BackingFilesystem, overlay: OverlayFeatures): DriverAvailability[] {
+  const filesystems = kernelFilesystems();
+  const overlay2 = !overlay.available
+    ? 'no overlay filesystem in this kernel'
+    : !backing.dType
+      ? `the ${backing.type} filesystem under the root lacks d_type, which overlay needs`
+      : backing.type === 'overlay'
+        ? 'the root is itself on overlayfs, which cannot hold overlay upper directories'
+        : null;
+  const btrfs = !(filesystems.has('btrfs') || moduleAvailable('btrfs'))
+    ? 'no btrfs in this kernel'
+    : backing.type !== 'btrfs'
+      ? `the root is on ${backing.type}, not btrfs`
+      : null;
+  const devicemapper =
+    miscDevices().has('device-mapper') || moduleAvailable('dm_thin_pool')
+      ? null
+      : 'no device-mapper in this kernel';
+  return [
+    { name: 'overlay2', available: overlay2 === null, reason: overlay2 ?? `overlayfs on ${backing.type}, up to ${overlay.maxLowers} layers` },
+    { name: 'btrfs', available: btrfs === null, reason: btrfs ?? 'subvolume snapshots' },
+    { name: 'devicemapper', available: devicemapper === null, reason: devicemapper ?? 'device-mapper thin provisioning' },
+    { name: 'vfs', available: true, reason: backing.reflink ? 'full copies, sharing extents by reflink' : `full copies (${backing.type} has no reflinks)` },
+    { name: 'aufs', available: false, reason: 'aufs is not in this kernel (it was never merged upstream); use overlay2' },
+    { name: 'zfs', available: false, reason: 'zfs is not in this kernel (it is an out-of-tree module); use btrfs or overlay2' },
+  ];
 }
 
-export function collectHostInfo(root: string): HostInfo {
-  const filesystems = kernelFilesystems();
-  const misc = miscDevices();
-  const drivers: DriverAvailability[] = [
-    hasFilesystem('overlay', filesystems)
-      ? { name: 'overlay2', available: true, reason: 'kernel overlayfs' }
-      : { name: 'overlay2', available: false, reason: 'no overlay filesystem in this kernel' },
-    hasFilesystem('btrfs', filesystems)
-      ? { name: 'btrfs', available: true, reason: 'kernel btrfs (the store root must be on btrfs)' }
-      : { name: 'btrfs', available: false, reason: 'no btrfs in this kernel' },
-    misc.has('device-mapper') || moduleAvailable('dm_thin_pool')
-      ? { name: 'devicemapper', available: true, reason: 'device-mapper thin provisioning' }
-      : { name: 'devicemapper', available: false, reason: 'no device-mapper in this kernel' },
-    { name: 'vfs', available: true, reason: 'full copies; works on any filesystem' },
-    { name: 'aufs', available: false, reason: 'aufs is not in this kernel (never merged upstream); use overlay2' },
-    { name: 'zfs', available: false, reason: 'zfs is not in this kernel (out-of-tree module); use btrfs or overlay2' },
-  ];
-  return { kernelVersion: kernelVersion(), root, filesystems: [...filesystems].sort(), drivers };
+async function storeDriverInfo(root: string, driver: string | undefined): Promise<StoreDriverInfo | null> {
+  if (!existsSync(join(root, 'image', 'metadata.db'))) return null;
+  const store = await Store.open({ root, ...(driver && { driver }) });
+  try {
+    return {
+      name: store.driver.name,
+      status: store.driverStatus,
+      layers: store.layers.list().length,
+      containers: store.containers.list().length,
+    };
+  } finally {
+    store.close();
+  }
+}
+
+export async function collectHostInfo(root: string, driver?: string): Promise<HostInfo> {
+  const overlay = probeOverlayFeatures();
+  const backingFilesystem = await probeBackingFilesystem(root);
+  return {
+    kernelVersion: kernelVersion(),
+    root,
+    storageDriver: await storeDriverInfo(root, driver),
+    backingFilesystem,
+    overlay,
+    drivers: driverAvailability(backingFilesystem, overlay),
+  };
 }
