@@ -271,16 +271,22 @@ export class ContainerStore {
     const layout = this.layout(container);
     if (isMountPoint(layout.merged)) {
       try {
-        await unmount(layout.merged, force ? ['detach'] : []);
+        await unmount(layout.merged);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
-        const holders = processesUsing(layout.merged).map((p) => `${p.command} (pid ${p.pid})`);
-        throw new StoreError(
-          'ERR_CONTAINER_BUSY',
-          `container ${shortId(container.id)} is mounted at ${layout.merged} and busy` +
-            (holders.length > 0 ? `: used by ${holders.join(', ')}` : ' (a mount below it, or an open file)') +
-            '; stop those, or force a lazy detach',
-        );
+        // A lazy detach frees the mount only once its users let go, so it is
+        // the forced path alone: a plain unmount releases the layers at once.
+        if (force) {
+          await unmount(layout.merged, ['detach']);
+        } else {
+          const holders = processesUsing(layout.merged).map((p) => `${p.command} (pid ${p.pid})`);
+          throw new StoreError(
+            'ERR_CONTAINER_BUSY',
+            `container ${shortId(container.id)} is mounted at ${layout.merged} and busy` +
+              (holders.length > 0 ? `: used by ${holders.join(', ')}` : ' (a mount below it, or an open file)') +
+              '; stop those, or force a lazy detach',
+          );
+        }
       }
     }
     this.db.prepare('UPDATE containers SET mounts = 0 WHERE id = ?').run(container.id);

@@ -1,0 +1,101 @@
+// Container layers on overlay2, against their physical floor: create + mount
+// through the API vs a bare overlay mount(2) of the same directories, and the
+// disk each of 1,000 containers of one image costs beyond its own changes.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+
+import { mountOverlay } from '../lib/native/overlay.js';
+import { unmount } from '../lib/native/mount.js';
+import type { Digest } from '../lib/store/digest.js';
+import { Store } from '../lib/store/store.js';
+import { fmt, freshFilesystem, time, writeResult, type BenchFs } from './support.js';
+
+async function sixLayerImage(store: Store, work: string): Promise<Digest> {
+  let top: Digest | null = null;
+  for (let i = 0; i < 6; i++) {
+    const src = join(work, `layer${i}`);
+    mkdirSync(join(src, `dir${i}`), { recursive: true });
+    for (let f = 0; f < 50; f++) writeFileSync(join(src, `dir${i}`, `f${f}`), `layer ${i} file ${f}\n`);
+    const tar = execFileSync('tar', ['-C', src, '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+    top = (await store.layers.import(Readable.from([tar]), { parent: top, explicit: true })).layer.chainId;
+  }
+  return top!;
+}
+
+async function createAndMount(fsType: BenchFs, runs: number) {
+  const scratch = await freshFilesystem(fsType);
+  try {
+    const store = await Store.open({ root: join(scratch.dir, 'root') });
+    const image = await sixLayerImage(store, join(scratch.dir, 'work'));
+    const lowers = store.layers.chainDirs(image);
+
+    const api = await time(async () => {
+      const c = await store.containers.create(image);
+      await store.containers.mount(c.id);
+    }, runs);
+
+    // The floor: overlay mount(2) of the same layers on directories made beforehand.
+    const bareDirs: string[] = [];
+    for (let i = 0; i < runs + 2; i++) {
+      const dir = join(scratch.dir, 'bare', String(i));
+      for (const sub of ['upper', 'work', 'merged']) mkdirSync(join(dir, sub), { recursive: true });
+      bareDirs.push(dir);
+    }
+    let next = 0;
+    const bare = await time(async () => {
+      const dir = bareDirs[next++]!;
+      await mountOverlay(join(dir, 'merged'), { lowers, upper: join(dir, 'upper'), work: join(dir, 'work'), index: false });
+    }, runs);
+
+    for (const c of store.containers.list()) await store.containers.remove(c.id, { force: true });
+    for (const dir of bareDirs) await unmount(join(dir, "merged"));
+    store.close();
+    return { fs: fsType, api, bare, ratio: api.median / bare.median };
+  } finally {
+    await scratch.release();
+  }
+}
+
+async function diskPerContainer(fsType: BenchFs, count: number) {
+  const scratch = await freshFilesystem(fsType);
+  try {
+    const store = await Store.open({ root: join(scratch.dir, 'root') });
+    const image = await sixLayerImage(store, join(scratch.dir, 'work'));
+    const used = () => {
+      execFileSync('sync', ['-f', scratch.dir]);
+      const s = statfsSync(scratch.dir);
+      return (s.blocks - s.bfree) * s.bsize;
+    };
+    const before = used();
+    for (let i = 0; i < count; i++) await store.containers.create(image);
+    const created = used();
+    for (const c of store.containers.list()) {
+      await store.containers.mount(c.id);
+      await store.containers.unmount(c.id);
+    }
+    const mounted = used();
+    store.close();
+    return { fs: fsType, count, bytesPerContainer: (created - before) / count, afterMountUnmount: (mounted - before) / count };
+  } finally {
+    await scratch.release();
+  }
+}
+
+const runs = Number(process.env.BENCH_RUNS ?? 30);
+const results = {
+  createMount: [] as Awaited<ReturnType<typeof createAndMount>>[],
+  disk: [] as Awaited<ReturnType<typeof diskPerContainer>>[],
+};
+for (const fsType of ['ext4', 'xfs'] as const) {
+  const r = await createAndMount(fsType, runs);
+  results.createMount.push(r);
+  console.log(`${fsType}: create+mount ${fmt(r.api)} | bare overlay mount(2) ${fmt(r.bare)} | ratio ${r.ratio.toFixed(2)}`);
+}
+for (const fsType of ['ext4', 'xfs'] as const) {
+  const r = await diskPerContainer(fsType, 1000);
+  results.disk.push(r);
+  console.log(`${fsType}: 1000 containers: ${(r.bytesPerContainer / 1024).toFixed(1)} KiB each after create, ${(r.afterMountUnmount / 1024).toFixed(1)} KiB after a mount and unmount`);
+}
+console.log(`results: ${writeResult('container', results)}`);

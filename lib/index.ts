@@ -1,0 +1,19 @@
+// The public API of stratafs.
+export { Store, DEFAULT_ROOT, DEFAULT_DRIVER, type StoreOptions } from './store/store.js';
+export type { Layer, ImportOptions, ImportResult } from './store/layers.js';
+export type { Container, ContainerOptions, ContainerSize } from './store/containers.js';
+export { StoreError, type StoreErrorCode } from './store/errors.js';
+export { chainId, isDigest, parseDigest, sha256, shortId, type Digest } from './store/digest.js';
+export { applyLayerArchive, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './archive/apply.js';
+export { exportLayerArchive } from './archive/export.js';
+export { ArchiveError } from './archive/errors.js';
+export type { Change, ChangeKind } from './archive/changes.js';
+export { collectHostInfo, type HostInfo, type DriverAvailability } from './system/info.js';
+
+// The native primitives, for tools that build their own storage on them.
+export * as mounts from './native/mount.js';
+export * as mountApi from './native/mount-api.js';
+export * as overlay from './native/overlay.js';
+export * as fs from './native/fs.js';
+export * as clone from './native/clone.js';
+export * as loop from './native/loop.js';
