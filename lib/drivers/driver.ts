@@ -1,38 +1,71 @@
 // What every storage driver implements, as containerd's snapshotters do: a few
-// verbs over directories it owns. Drivers never touch the metadata database.
+// verbs over directories it owns, and descriptions of how to mount them. The
+// drivers never touch the metadata database, and never mount: mounter.ts does.
 import type { WhiteoutMode } from '../archive/apply.js';
+import type { Change } from '../archive/changes.js';
 
 /** What a driver found when it started, as `docker info` lists it: label, value. */
 export type DriverStatus = Array<[string, string]>;
 
-export interface LayerDriver {
-  readonly name: string;
-  /** Checks the host and the root at start-up; throws ERR_DRIVER_UNSUPPORTED if the driver cannot work. */
-  init(): Promise<DriverStatus>;
-  /** How whiteouts in a layer tar become this driver's native form. */
-  readonly whiteouts: WhiteoutMode;
-  /** Everything the driver keeps on disk for one layer; removed whole on failure. */
-  layerPath(cacheId: string): string;
-  /**
-   * Makes the directory a layer tar is applied into: empty for a driver that
-   * stacks layers (overlay2), a copy of the parent for one that snapshots.
-   */
-  createLayer(cacheId: string, parentCacheId: string | null): Promise<string>;
-  /** The directory holding the files of the layer's own tar entries. */
-  layerDir(cacheId: string): string;
-  removeLayer(cacheId: string): Promise<void>;
+/** How a root filesystem (or a read-only view of one) is mounted. */
+export type MountSpec =
+  | {
+      type: 'overlay';
+      /** Top-most first. */
+      lowers: string[];
+      upper?: string;
+      work?: string;
+      metacopy?: boolean;
+      redirectDir?: 'on' | 'off' | 'follow';
+      volatile?: boolean;
+    }
+  | { type: 'bind'; source: string; readOnly: boolean };
+
+/** The options a container's writable layer was created with. */
+export interface WritableOptions {
+  volatile?: boolean;
+  readOnly?: boolean;
+  metacopy?: boolean;
+  redirectDir?: boolean;
 }
 
-/** The directories of a container's writable layer. */
+/** The directories of a container's writable layer, as `docker inspect` shows them. */
 export interface WritableLayout {
-  /** Where the container's changes land (overlay's upperdir). */
+  /** Where the container's files live: overlay's upperdir, or the container's own copy. */
   upper: string;
-  work: string;
+  /** overlay's workdir; drivers without one have none. */
+  work?: string;
   /** Where the container's root filesystem is mounted. */
   merged: string;
 }
 
-export interface ContainerDriver extends LayerDriver {
-  createWritable(cacheId: string): Promise<WritableLayout>;
+export interface StorageDriver {
+  readonly name: string;
+  /** How whiteouts in a layer tar become this driver's native form. */
+  readonly whiteouts: WhiteoutMode;
+  /** Checks the host and the root at start-up; throws ERR_DRIVER_UNSUPPORTED if the driver cannot work. */
+  init(): Promise<DriverStatus>;
+
+  /** Everything the driver keeps on disk for one layer or container; removed whole on failure. */
+  layerPath(cacheId: string): string;
+  /** Removes what `layerPath` names, whatever state it was left in (also for crash leftovers). */
+  removePath(path: string): Promise<void>;
+  /**
+   * Makes the directory a layer tar is applied into: empty for a driver that
+   * stacks layers (overlay2), a copy or snapshot of the parent for the others.
+   */
+  createLayer(cacheId: string, parentCacheId: string | null): Promise<string>;
+  /** The directory holding the layer's files (its own entries at least). */
+  layerDir(cacheId: string): string;
+  removeLayer(cacheId: string): Promise<void>;
+
+  /** Makes a container's writable layer on a layer. */
+  createWritable(cacheId: string, layerCacheId: string): Promise<void>;
   writable(cacheId: string): WritableLayout;
+  /** How to mount the container's root filesystem; `chain` is its layers' cache ids, top-most first. */
+  rootfsMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec;
+  /** A read-only view of the container's tree while it is not mounted, or null when `writable().upper` is one. */
+  viewMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec | null;
+  /** The container's changes against its layer; `view` shows its tree. */
+  changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]>;
 }
