@@ -206,6 +206,12 @@ Failure BtrfsSnapshot(const std::string& source, const std::string& dest,
 Failure BtrfsDestroySubvolume(const std::string& path) {
   Fd fd;
   if (Failure f = OpenSubvolume(path, "btrfs_snap_destroy", fd)) return f;
+  // The kernel refuses the top level only after we would have emptied it.
+  struct btrfs_ioctl_ino_lookup_args lookup {};
+  lookup.objectid = BTRFS_FIRST_FREE_OBJECTID;
+  if (ioctl(fd.get(), BTRFS_IOC_INO_LOOKUP, &lookup) != 0)
+    return Fail(errno, "btrfs_ino_lookup", path);
+  if (lookup.treeid == BTRFS_FS_TREE_OBJECTID) return Fail(EPERM, "btrfs_snap_destroy", path);
   struct statx stx {};
   if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0)
     return Fail(errno, "statx", path);
