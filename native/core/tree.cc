@@ -26,6 +26,11 @@ namespace {
 
 constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
 
+// Entries of one directory are handed out in batches: fewer queue operations,
+// and workers mostly create files in different directories, not contending
+// for one directory's lock.
+constexpr size_t kBatchSize = 64;
+
 struct Entry {
   std::string src;
   std::string dst;
@@ -78,12 +83,16 @@ Failure CopyXattrs(const std::string& src, const std::string& dst) {
 
 // Owner, then mode (chown clears setuid), then xattrs (chown clears
 // security.capability), then timestamps (each of the above changes ctime only).
-Failure CopyMetadata(const Entry& e) {
+// New files are ours already, and CloneFile gave them their exact mode: those
+// calls are skipped when they would change nothing.
+Failure CopyMetadata(const Entry& e, bool mode_set) {
   const struct statx& st = e.st;
   const char* dst = e.dst.c_str();
-  if (lchown(dst, st.stx_uid, st.stx_gid) != 0) return Fail(errno, "lchown", e.dst);
+  bool chowned = st.stx_uid != geteuid() || st.stx_gid != getegid();
+  if (chowned && lchown(dst, st.stx_uid, st.stx_gid) != 0) return Fail(errno, "lchown", e.dst);
   bool is_link = S_ISLNK(st.stx_mode);
-  if (!is_link && chmod(dst, st.stx_mode & 07777) != 0) return Fail(errno, "chmod", e.dst);
+  if (!is_link && (chowned || !mode_set) && chmod(dst, st.stx_mode & 07777) != 0)
+    return Fail(errno, "chmod", e.dst);
   if (Failure f = CopyXattrs(e.src, e.dst)) return f;
   struct timespec times[2] = {
       {static_cast<time_t>(st.stx_atime.tv_sec), static_cast<long>(st.stx_atime.tv_nsec)},
@@ -123,7 +132,7 @@ class TreeCopier {
     }
     // Directories last: creating their entries changed their timestamps.
     for (const Entry& dir : dirs_) {
-      if (Failure f = CopyMetadata(dir)) return f;
+      if (Failure f = CopyMetadata(dir, false)) return f;
     }
     for (const TreeCopyStats& s : stats) {
       total.files += s.files;
@@ -145,11 +154,15 @@ class TreeCopier {
     for (;;) {
       wake_.wait(lock, [&] { return failure_ || !queue_.empty() || busy_ == 0; });
       if (failure_ || queue_.empty()) break;  // failed, or nothing left anywhere
-      Entry entry = std::move(queue_.front());
+      std::vector<Entry> batch = std::move(queue_.front());
       queue_.pop_front();
       busy_++;
       lock.unlock();
-      Failure failure = Copy(entry, stats);
+      Failure failure;
+      for (const Entry& entry : batch) {
+        failure = Copy(entry, stats);
+        if (failure) break;
+      }
       lock.lock();
       busy_--;
       if (failure && !failure_) failure_ = std::move(failure);
@@ -165,6 +178,7 @@ class TreeCopier {
       return CopyDirectory(e, true);
     }
     if (type != S_IFLNK && e.st.stx_nlink > 1 && !FirstLink(e)) return Ok();
+    bool mode_set = type == S_IFREG;
     if (type == S_IFREG) {
       if (Failure f = CopyFileData(e, stats)) return f;
       stats.files++;
@@ -177,7 +191,7 @@ class TreeCopier {
       if (Failure f = MakeSpecial(e)) return f;
       stats.specials++;
     }
-    return CopyMetadata(e);
+    return CopyMetadata(e, mode_set);
   }
 
   // Whether `e` is the first name seen of its inode; later names are linked
@@ -198,7 +212,11 @@ class TreeCopier {
     if (Failure f = ListDirectory(dir_fd.release(), e, children)) return f;
     std::lock_guard<std::mutex> lock(mutex_);
     dirs_.push_back(e);
-    for (Entry& child : children) queue_.push_back(std::move(child));
+    for (size_t i = 0; i < children.size(); i += kBatchSize) {
+      size_t end = std::min(children.size(), i + kBatchSize);
+      queue_.emplace_back(std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(i)),
+                          std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(end)));
+    }
     wake_.notify_all();
     return Ok();
   }
@@ -271,7 +289,7 @@ class TreeCopier {
 
   std::mutex mutex_;  // guards queue_, busy_, failure_, dirs_
   std::condition_variable wake_;
-  std::deque<Entry> queue_;
+  std::deque<std::vector<Entry>> queue_;
   unsigned busy_ = 0;
   Failure failure_;
   std::vector<Entry> dirs_;
@@ -318,6 +336,10 @@ Failure CopyTree(const std::string& src, const std::string& dst, unsigned thread
     return Fail(errno, "statx", src);
   if (!S_ISDIR(root.st.stx_mode)) return Fail(ENOTDIR, "copytree", src, dst);
   if (Failure f = PrepareDestination(dst)) return f;
+  // New entries must start out ours, with no setgid directory handing its
+  // group down: CopyMetadata relies on it. The root gets its mode at the end.
+  if (chown(dst.c_str(), geteuid(), getegid()) != 0) return Fail(errno, "chown", dst);
+  if (chmod(dst.c_str(), 0700) != 0) return Fail(errno, "chmod", dst);
   struct statx dst_st {};
   if (statx(AT_FDCWD, dst.c_str(), 0, kStatxMask, &dst_st) != 0)
     return Fail(errno, "statx", dst);
