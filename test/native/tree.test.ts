@@ -269,9 +269,14 @@ describe('native tree copy', function () {
     writeFileSync(join(src, 'f'), 'x');
     const dst = join(src, 'copy');
     mkdirSync(dst);
+    // A setgid destination must not hand its group down to the copies.
+    lchownSync(dst, 1234, 1234);
+    chmodSync(dst, 0o2777);
     const stats = await copyTree(src, dst);
     expect(stats).to.include({ files: 1, dirs: 0 });
     expect(readdirSync(dst)).to.deep.equal(['f']);
+    expect(statSync(join(dst, 'f'))).to.include({ uid: 0, gid: 0 });
+    expect(statSync(dst)).to.include({ uid: 0, gid: 0, mode: statSync(src).mode });
     // An empty tree copies to an empty directory.
     const empty = scratchDir(cleanups);
     const stats2 = await copyTree(empty, join(empty, '..', `${empty.split('/').pop()!}-copy`));
