@@ -129,6 +129,28 @@ Failure DestroyByName(const std::string& path) {
   return Ok();
 }
 
+// Destroys the subvolumes nested anywhere inside the subvolume `path`.
+Failure DestroyNested(const std::string& path) {
+  Fd fd;
+  if (Failure f = OpenDir(path, fd)) return f;
+  struct statx stx {};
+  if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0)
+    return Fail(errno, "statx", path);
+  std::vector<std::string> nested;
+  if (Failure f = FindNestedSubvolumes(fd.get(), path, stx.stx_mnt_id, nested)) return f;
+  // Deleting a nested subvolume removes its entry here: needs a writable parent.
+  uint64_t flags = 0;
+  if (Failure f = GetFlags(fd.get(), path, flags)) return f;
+  if (flags & BTRFS_SUBVOL_RDONLY) {
+    if (Failure f = SetFlags(fd.get(), path, flags & ~BTRFS_SUBVOL_RDONLY)) return f;
+  }
+  fd = Fd();
+  for (const std::string& child : nested) {
+    if (Failure f = BtrfsDestroySubvolume(child)) return f;
+  }
+  return Ok();
+}
+
 Failure OpenAny(const std::string& path, Fd& out) {
   out = Fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!out.valid()) return Fail(errno, "open", path);
@@ -204,31 +226,19 @@ Failure BtrfsSnapshot(const std::string& source, const std::string& dest,
 }
 
 Failure BtrfsDestroySubvolume(const std::string& path) {
-  Fd fd;
-  if (Failure f = OpenSubvolume(path, "btrfs_snap_destroy", fd)) return f;
-  // The kernel refuses the top level only after we would have emptied it.
-  struct btrfs_ioctl_ino_lookup_args lookup {};
-  lookup.objectid = BTRFS_FIRST_FREE_OBJECTID;
-  if (ioctl(fd.get(), BTRFS_IOC_INO_LOOKUP, &lookup) != 0)
-    return Fail(errno, "btrfs_ino_lookup", path);
-  if (lookup.treeid == BTRFS_FS_TREE_OBJECTID) return Fail(EPERM, "btrfs_snap_destroy", path);
-  struct statx stx {};
-  if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0)
-    return Fail(errno, "statx", path);
-  std::vector<std::string> nested;
-  if (Failure f = FindNestedSubvolumes(fd.get(), path, stx.stx_mnt_id, nested)) return f;
-  if (!nested.empty()) {
-    // Deleting a nested subvolume removes its entry here: needs a writable parent.
-    uint64_t flags = 0;
-    if (Failure f = GetFlags(fd.get(), path, flags)) return f;
-    if (flags & BTRFS_SUBVOL_RDONLY) {
-      if (Failure f = SetFlags(fd.get(), path, flags & ~BTRFS_SUBVOL_RDONLY)) return f;
-    }
-    for (const std::string& child : nested) {
-      if (Failure f = BtrfsDestroySubvolume(child)) return f;
-    }
+  {
+    Fd fd;
+    if (Failure f = OpenSubvolume(path, "btrfs_snap_destroy", fd)) return f;
+    // Refused by the kernel, but only after DestroyNested would have emptied it.
+    uint64_t id = 0;
+    if (Failure f = BtrfsSubvolumeId(path, id)) return f;
+    if (id == BTRFS_FS_TREE_OBJECTID) return Fail(EPERM, "btrfs_snap_destroy", path);
   }
-  fd = Fd();
+  // Most subvolumes hold no others: walk the tree only when the kernel says
+  // the subvolume must be emptied of them first.
+  Failure failure = DestroyByName(path);
+  if (failure.err != ENOTEMPTY) return failure;
+  if (Failure f = DestroyNested(path)) return f;
   return DestroyByName(path);
 }
 

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -121,9 +122,16 @@ class TreeCopier {
     if (Failure f = CopyDirectory(root, false)) return f;
     std::vector<TreeCopyStats> stats(threads);
     std::vector<std::thread> workers;
-    for (unsigned i = 0; i < threads; i++)
-      workers.emplace_back([this, &stats, i] { Work(stats[i]); });
+    int spawn_error = 0;
+    for (unsigned i = 0; i < threads && spawn_error == 0; i++) {
+      try {
+        workers.emplace_back([this, &stats, i] { Work(stats[i]); });
+      } catch (const std::system_error& e) {
+        spawn_error = e.code().value();  // carry on with the workers we have
+      }
+    }
     for (std::thread& worker : workers) worker.join();
+    if (workers.empty()) return Fail(spawn_error, "pthread_create", root.src);
     if (failure_) return failure_;
 
     // Every first name of a linked inode is complete now.
@@ -177,7 +185,7 @@ class TreeCopier {
       stats.dirs++;
       return CopyDirectory(e, true);
     }
-    if (type != S_IFLNK && e.st.stx_nlink > 1 && !FirstLink(e)) return Ok();
+    if (e.st.stx_nlink > 1 && !FirstLink(e)) return Ok();
     bool mode_set = type == S_IFREG;
     if (type == S_IFREG) {
       if (Failure f = CopyFileData(e, stats)) return f;

@@ -25,9 +25,11 @@ struct TreeCopyStats {
 // (setuid included), extended attributes (security.capability and trusted.*
 // included), nanosecond timestamps and holes. File data is reflinked where
 // the filesystem can, else copied in the kernel, else read and written,
-// decided per file. Symlinks inside `src` are copied, never followed.
+// decided per file. Symlinks inside `src` are copied, never followed; mounts
+// below `src` are copied through. An xattr `dst` cannot store fails the copy.
 // `threads` workers share the work (0: min(4, hardware threads)). On failure
-// `dst` is left partly copied for the caller to remove.
+// `dst` is left partly copied for the caller to remove. Paths longer than
+// PATH_MAX fail with ENAMETOOLONG (files are opened by path, see clone.h).
 Failure CopyTree(const std::string& src, const std::string& dst, unsigned threads,
                  TreeCopyStats& stats);
 
