@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import {
   closeSync,
   fsyncSync,
@@ -11,6 +12,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 import { native } from '../../lib/native/binding.js';
 import { mknodSync } from '../../lib/native/fs.js';
@@ -33,6 +35,7 @@ async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoExcepti
   );
 }
 
+const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 
 function sparseFile(cleanups: Cleanups, size = 64 * MiB): string {
@@ -144,6 +147,40 @@ describe('native loop devices', function () {
     for (const [i, loop] of loops.entries()) {
       expect((await loopStatus(loop.device)).backingFile).to.equal(files[i]);
     }
+  });
+
+  it('makes the /dev node when devtmpfs did not', async function () {
+    // A child in its own mount namespace hides /dev under a tmpfs holding only
+    // loop-control, attaches (autoclear: its exit releases the device) and reports.
+    const lib = new URL('../../lib/native/', import.meta.url).href;
+    const script = `
+      import { readFileSync, statSync } from 'node:fs';
+      import { mknodSync } from '${lib}fs.js';
+      import { attachLoop, loopStatus } from '${lib}loop.js';
+      import { mount } from '${lib}mount.js';
+      const control = statSync('/dev/loop-control').rdev;
+      await mount('/dev', { source: 'tmpfs', fstype: 'tmpfs', data: 'size=1m,mode=0755' });
+      mknodSync('/dev/loop-control', 'char', 0o600, (control >> 8) & 0xfff, control & 0xff);
+      const loop = await attachLoop(process.env.BACKING, { autoclear: true });
+      const node = statSync(loop.device);
+      console.log(JSON.stringify({
+        device: loop.device,
+        isBlockDevice: node.isBlockDevice(),
+        deviceNumber: [(node.rdev >> 8) & 0xfff, node.rdev & 0xff].join(':'),
+        sysfsNumber: readFileSync('/sys/block/loop' + loop.number + '/dev', 'utf8').trim(),
+        backingFile: (await loopStatus(loop.device)).backingFile,
+      }));
+      await loop.close();
+    `;
+    const file = sparseFile(cleanups, MiB);
+    const child = [process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
+    const { stdout } = await execFileAsync('unshare', ['--mount', '--propagation', 'private', '--', ...child], {
+      env: { ...process.env, BACKING: file },
+    });
+    const report = JSON.parse(stdout) as Record<string, unknown>;
+    cleanups.defer(() => detachIfBacking(String(report.device), file));
+    expect(report).to.include({ isBlockDevice: true, backingFile: file });
+    expect(report.deviceNumber).to.equal(report.sysfsNumber);
   });
 
   it('lists attached devices by number, each with its backing file', async function () {
