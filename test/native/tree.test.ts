@@ -265,6 +265,22 @@ describe('native tree copy', function () {
     expect(readFileSync(join(dst, 'a/b/f15'), 'utf8')).to.equal('file 15\n'.repeat(1000));
   });
 
+  it('falls back for one file btrfs will not share (nodatacow) and reflinks the rest', async function () {
+    const mnt = await fsImage(cleanups, 'btrfs');
+    const src = join(mnt, 'src');
+    mkdirSync(src);
+    for (let i = 0; i < 10; i++) writeFileSync(join(src, `f${i}`), `file ${i}\n`.repeat(1000));
+    // chattr +C only takes on an empty file; FICLONE then refuses it (EINVAL)
+    // into a checksummed destination.
+    writeFileSync(join(src, 'nocow'), '');
+    execFileSync('chattr', ['+C', join(src, 'nocow')]);
+    writeFileSync(join(src, 'nocow'), 'no checksums\n'.repeat(1000));
+    const stats = await copyTree(src, join(mnt, 'dst'), { threads: 2 });
+    expect(stats).to.include({ files: 11, reflinked: 10 });
+    expect(stats.copyRanged + stats.copied).to.equal(1);
+    expect(readFileSync(join(mnt, 'dst/nocow'), 'utf8')).to.equal('no checksums\n'.repeat(1000));
+  });
+
   it('copies into an existing empty directory, and a tree holding its own destination', async function () {
     const src = scratchDir(cleanups);
     writeFileSync(join(src, 'f'), 'x');
