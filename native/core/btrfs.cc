@@ -13,10 +13,26 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace strata {
 namespace {
+
+// A directory stream that owns its fd and closes on every path.
+struct DirCloser {
+  void operator()(DIR* dir) const { closedir(dir); }
+};
+using DirStream = std::unique_ptr<DIR, DirCloser>;
+
+// Turns `fd` into a directory stream; `fd` is closed on failure too.
+Failure OpenDirStream(Fd fd, const std::string& path, DirStream& out) {
+  DIR* dir = fdopendir(fd.get());
+  if (dir == nullptr) return Fail(errno, "fdopendir", path);
+  fd.release();
+  out.reset(dir);
+  return Ok();
+}
 
 Failure OpenDir(const std::string& path, Fd& out) {
   out = Fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -70,13 +86,12 @@ Failure SetFlags(int fd, const std::string& path, uint64_t flags) {
 // inode number 256.
 Failure FindNestedSubvolumes(int dir_fd, const std::string& dir_path,
                              uint64_t mount_id, std::vector<std::string>& out) {
-  int dup_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return Fail(errno, "fcntl", dir_path);
-  DIR* dir = fdopendir(dup_fd);
-  if (dir == nullptr) {
-    close(dup_fd);
-    return Fail(errno, "fdopendir", dir_path);
-  }
+  // The stream takes its own fd: `dir_fd` stays open for statx and openat.
+  Fd dup_fd(fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup_fd.valid()) return Fail(errno, "fcntl", dir_path);
+  DirStream stream;
+  if (Failure f = OpenDirStream(std::move(dup_fd), dir_path, stream)) return f;
+  DIR* dir = stream.get();
   Failure failure;
   while (!failure) {
     errno = 0;
@@ -107,7 +122,6 @@ Failure FindNestedSubvolumes(int dir_fd, const std::string& dir_path,
     }
     failure = FindNestedSubvolumes(child.get(), path, mount_id, out);
   }
-  closedir(dir);
   return failure;
 }
 

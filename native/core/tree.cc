@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <system_error>
@@ -37,6 +38,21 @@ struct Entry {
   std::string dst;
   struct statx st;
 };
+
+// A directory stream that owns its fd and closes on every path.
+struct DirCloser {
+  void operator()(DIR* dir) const { closedir(dir); }
+};
+using DirStream = std::unique_ptr<DIR, DirCloser>;
+
+// Turns `fd` into a directory stream; `fd` is closed on failure too.
+Failure OpenDirStream(Fd fd, const std::string& path, DirStream& out) {
+  DIR* dir = fdopendir(fd.get());
+  if (dir == nullptr) return Fail(errno, "fdopendir", path);
+  fd.release();
+  out.reset(dir);
+  return Ok();
+}
 
 using InodeKey = std::pair<dev_t, uint64_t>;
 
@@ -217,7 +233,7 @@ class TreeCopier {
     Fd dir_fd(open(e.src.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir_fd.valid()) return Fail(errno, "open", e.src);
     std::vector<Entry> children;
-    if (Failure f = ListDirectory(dir_fd.release(), e, children)) return f;
+    if (Failure f = ListDirectory(std::move(dir_fd), e, children)) return f;
     std::lock_guard<std::mutex> lock(mutex_);
     dirs_.push_back(e);
     for (size_t i = 0; i < children.size(); i += kBatchSize) {
@@ -229,13 +245,10 @@ class TreeCopier {
     return Ok();
   }
 
-  // Takes ownership of `fd`.
-  Failure ListDirectory(int fd, const Entry& e, std::vector<Entry>& children) {
-    DIR* dir = fdopendir(fd);
-    if (dir == nullptr) {
-      close(fd);
-      return Fail(errno, "fdopendir", e.src);
-    }
+  Failure ListDirectory(Fd fd, const Entry& e, std::vector<Entry>& children) {
+    DirStream stream;
+    if (Failure f = OpenDirStream(std::move(fd), e.src, stream)) return f;
+    DIR* dir = stream.get();
     Failure failure;
     for (;;) {
       errno = 0;
@@ -253,7 +266,6 @@ class TreeCopier {
       if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
       children.push_back(std::move(child));
     }
-    closedir(dir);
     return failure;
   }
 
@@ -314,9 +326,9 @@ Failure PrepareDestination(const std::string& dst) {
   if (errno != EEXIST) return Fail(errno, "mkdir", dst);
   Fd fd(open(dst.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return Fail(errno == ENOTDIR || errno == ELOOP ? EEXIST : errno, "open", dst);
-  DIR* dir = fdopendir(fd.get());
-  if (dir == nullptr) return Fail(errno, "fdopendir", dst);
-  fd.release();
+  DirStream stream;
+  if (Failure f = OpenDirStream(std::move(fd), dst, stream)) return f;
+  DIR* dir = stream.get();
   int err = 0;
   for (;;) {
     errno = 0;
@@ -330,7 +342,6 @@ Failure PrepareDestination(const std::string& dst) {
       break;
     }
   }
-  closedir(dir);
   if (err != 0) return Fail(err, err == ENOTEMPTY ? "copytree" : "readdir", dst);
   return Ok();
 }
