@@ -65,6 +65,7 @@ function sync(path: string): void {
 
 interface Sample {
   native: number[];
+  single: number[]; // copyTree with one thread
   cp: number[];
   stats?: TreeCopyStats;
 }
@@ -75,31 +76,32 @@ async function benchFs(base: string, fs: Fs): Promise<Sample> {
     const src = join(mnt, 'src');
     makeTree(src);
     sync(mnt);
-    const sample: Sample = { native: [], cp: [] };
+    const sample: Sample = { native: [], single: [], cp: [] };
     const timed = async (fn: () => Promise<unknown> | void): Promise<number> => {
       sync(mnt);
       const start = performance.now();
       await fn();
       return performance.now() - start;
     };
-    // One untimed round of each warms the caches for both alike.
+    const contenders: Record<keyof Omit<Sample, 'stats'>, (dst: string) => Promise<unknown> | void> = {
+      native: async (dst) => {
+        sample.stats = await copyTree(src, dst);
+      },
+      single: (dst) => copyTree(src, dst, { threads: 1 }),
+      cp: (dst) => {
+        execFileSync('cp', ['-a', '--reflink=auto', src, dst]);
+      },
+    };
+    const names = Object.keys(contenders) as Array<keyof typeof contenders>;
+    // One untimed round warms the caches for all alike; the order rotates.
     for (let run = -1; run < runs; run++) {
-      const nativeDst = join(mnt, `native${run}`);
-      const cpDst = join(mnt, `cp${run}`);
-      const order = run % 2 === 0 ? ['native', 'cp'] : ['cp', 'native'];
-      for (const which of order) {
-        const ms =
-          which === 'native'
-            ? await timed(async () => {
-                sample.stats = await copyTree(src, nativeDst);
-              })
-            : await timed(() => {
-                execFileSync('cp', ['-a', '--reflink=auto', src, cpDst]);
-              });
-        if (run >= 0) (which === 'native' ? sample.native : sample.cp).push(ms);
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(k + run + 1) % names.length]!;
+        const dst = join(mnt, `${name}${run}`);
+        const ms = await timed(() => contenders[name](dst));
+        if (run >= 0) sample[name].push(ms);
+        rmSync(dst, { recursive: true });
       }
-      rmSync(nativeDst, { recursive: true });
-      rmSync(cpDst, { recursive: true });
     }
     return sample;
   } finally {
@@ -127,6 +129,7 @@ async function main(): Promise<void> {
       rows.push([
         fs,
         summary(s.native),
+        summary(s.single),
         summary(s.cp),
         (median(s.cp) / median(s.native)).toFixed(2),
         `${st.files} files: ${st.reflinked} reflinked, ${st.copyRanged} copy_file_range, ${st.copied} read/write`,
@@ -135,10 +138,10 @@ async function main(): Promise<void> {
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
-  const header = ['fs', 'copyTree ms median (min-max)', 'cp -a ms median (min-max)', 'cp/copyTree', 'copyTree did'];
+  const header = ['fs', 'copyTree ms median (min-max)', '1 thread', 'cp -a', 'cp/copyTree', 'copyTree did'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  console.log(`${smallDirs * filesPerDir} small files + ${largeFiles} x ${largeSize / MiB} MiB, ${runs} runs each`);
+  console.log(`${smallDirs * filesPerDir} small files + ${largeFiles} x ${largeSize / MiB} MiB, ${runs} runs each, ms`);
   console.log(line(header));
   for (const row of rows) console.log(line(row));
 }

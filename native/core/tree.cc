@@ -31,7 +31,7 @@ constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
 // Entries of one directory are handed out in batches: fewer queue operations,
 // and workers mostly create files in different directories, not contending
 // for one directory's lock.
-constexpr size_t kBatchSize = 64;
+constexpr size_t kBatchSize = 256;
 
 struct Entry {
   std::string src;
