@@ -54,6 +54,11 @@ Failure OpenDirStream(Fd fd, const std::string& path, DirStream& out) {
   return Ok();
 }
 
+struct Owner {
+  uid_t uid;
+  gid_t gid;
+};
+
 using InodeKey = std::pair<dev_t, uint64_t>;
 
 InodeKey KeyOf(const struct statx& st) {
@@ -100,12 +105,12 @@ Failure CopyXattrs(const std::string& src, const std::string& dst) {
 
 // Owner, then mode (chown clears setuid), then xattrs (chown clears
 // security.capability), then timestamps (each of the above changes ctime only).
-// New files are ours already, and CloneFile gave them their exact mode: those
-// calls are skipped when they would change nothing.
-Failure CopyMetadata(const Entry& e, bool mode_set) {
+// New files belong to `self` already, and CloneFile gave them their exact
+// mode: those calls are skipped when they would change nothing.
+Failure CopyMetadata(const Entry& e, bool mode_set, const Owner& self) {
   const struct statx& st = e.st;
   const char* dst = e.dst.c_str();
-  bool chowned = st.stx_uid != geteuid() || st.stx_gid != getegid();
+  bool chowned = st.stx_uid != self.uid || st.stx_gid != self.gid;
   if (chowned && lchown(dst, st.stx_uid, st.stx_gid) != 0) return Fail(errno, "lchown", e.dst);
   bool is_link = S_ISLNK(st.stx_mode);
   if (!is_link && (chowned || !mode_set) && chmod(dst, st.stx_mode & 07777) != 0)
@@ -132,7 +137,8 @@ Failure MakeSpecial(const Entry& e) {
 
 class TreeCopier {
  public:
-  TreeCopier(InodeKey dst_root, uint64_t dst_mount) : dst_root_(dst_root), dst_mount_(dst_mount) {}
+  TreeCopier(InodeKey dst_root, uint64_t dst_mount, Owner self)
+      : dst_root_(dst_root), dst_mount_(dst_mount), self_(self) {}
 
   Failure Run(Entry root, unsigned threads, TreeCopyStats& total) {
     if (Failure f = CopyDirectory(root, false)) return f;
@@ -156,7 +162,7 @@ class TreeCopier {
     }
     // Directories last: creating their entries changed their timestamps.
     for (const Entry& dir : dirs_) {
-      if (Failure f = CopyMetadata(dir, false)) return f;
+      if (Failure f = CopyMetadata(dir, false, self_)) return f;
     }
     for (const TreeCopyStats& s : stats) {
       total.files += s.files;
@@ -215,7 +221,7 @@ class TreeCopier {
       if (Failure f = MakeSpecial(e)) return f;
       stats.specials++;
     }
-    return CopyMetadata(e, mode_set);
+    return CopyMetadata(e, mode_set, self_);
   }
 
   // Whether `e` is the first name seen of its inode; later names are linked
@@ -306,6 +312,7 @@ class TreeCopier {
 
   const InodeKey dst_root_;
   const uint64_t dst_mount_;
+  const Owner self_;  // who new files belong to
 
   std::mutex mutex_;  // guards queue_, busy_, failure_, dirs_
   std::condition_variable wake_;
@@ -357,7 +364,8 @@ Failure CopyTree(const std::string& src, const std::string& dst, unsigned thread
   if (Failure f = PrepareDestination(dst)) return f;
   // New entries must start out ours, with no setgid directory handing its
   // group down: CopyMetadata relies on it. The root gets its mode at the end.
-  if (chown(dst.c_str(), geteuid(), getegid()) != 0) return Fail(errno, "chown", dst);
+  Owner self{geteuid(), getegid()};
+  if (chown(dst.c_str(), self.uid, self.gid) != 0) return Fail(errno, "chown", dst);
   if (chmod(dst.c_str(), 0700) != 0) return Fail(errno, "chmod", dst);
   struct statx dst_st {};
   if (statx(AT_FDCWD, dst.c_str(), 0, kStatxMask, &dst_st) != 0)
@@ -365,7 +373,7 @@ Failure CopyTree(const std::string& src, const std::string& dst, unsigned thread
   if (KeyOf(dst_st) == KeyOf(root.st)) return Fail(EINVAL, "copytree", src, dst);
 
   if (threads == 0) threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
-  TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id);
+  TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id, self);
   return copier.Run(std::move(root), threads, stats);
 }
 
