@@ -69,6 +69,46 @@ export interface NativeBinding {
   // archive.cc
   readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove') => NativeTarApplier;
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
+
+  // tree.cc
+  copyTree(src: string, dst: string, threads: number): Promise<NativeTreeCopyStats>;
+
+  // btrfs.cc
+  btrfsCreateSubvolume(path: string): Promise<void>;
+  btrfsSnapshot(source: string, dest: string, readOnly: boolean): Promise<void>;
+  btrfsDestroySubvolume(path: string): Promise<void>;
+  btrfsIsSubvolume(path: string): Promise<boolean>;
+  btrfsSubvolumeId(path: string): Promise<number>;
+  btrfsGetReadOnly(path: string): Promise<boolean>;
+  btrfsSetReadOnly(path: string, readOnly: boolean): Promise<void>;
+  btrfsSync(path: string): Promise<void>;
+  btrfsQuotaEnable(path: string, enable: boolean): Promise<void>;
+  btrfsQgroupCreate(path: string, qgroupId: number): Promise<void>;
+  btrfsQgroupLimit(path: string, qgroupId: number, maxReferenced: number, maxExclusive: number): Promise<void>;
+  btrfsQuotaRescan(path: string, wait: boolean): Promise<void>;
+  btrfsQgroupUsage(path: string, qgroupId: number): Promise<NativeQgroupUsage>;
+}
+
+// tree.cc: what a tree copy did. reflinked + copyRanged + copied === files.
+export interface NativeTreeCopyStats {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  specials: number;
+  bytes: number;
+  reflinked: number;
+  copyRanged: number;
+  copied: number;
+}
+
+// btrfs.cc: a qgroup's usage in bytes; a max of 0 means no limit.
+export interface NativeQgroupUsage {
+  qgroupId: number;
+  referenced: number;
+  exclusive: number;
+  maxReferenced: number;
+  maxExclusive: number;
 }
 
 // fs.cc: statfs(2), with the superblock magic named ("unknown" if not known).
