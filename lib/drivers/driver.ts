@@ -57,7 +57,6 @@ export interface StorageDriver {
   createLayer(cacheId: string, parentCacheId: string | null): Promise<string>;
   /** The directory holding the layer's files (its own entries at least). */
   layerDir(cacheId: string): string;
-  removeLayer(cacheId: string): Promise<void>;
 
   /** Makes a container's writable layer on a layer. */
   createWritable(cacheId: string, layerCacheId: string): Promise<void>;

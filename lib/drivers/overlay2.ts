@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { probeOverlayFeatures } from '../native/overlay.js';
 import { StoreError } from '../store/errors.js';
 import { probeBackingFilesystem } from '../system/probes.js';
-import type { ContainerDriver, DriverStatus, WritableLayout } from './driver.js';
+import { upperChanges, type Change } from '../archive/changes.js';
+import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
 
-export class Overlay2Driver implements ContainerDriver {
+export class Overlay2Driver implements StorageDriver {
   readonly name = 'overlay2';
   readonly whiteouts = 'overlay' as const;
   readonly home: string;
@@ -71,15 +72,34 @@ export class Overlay2Driver implements ContainerDriver {
     return { upper: join(dir, 'diff'), work: join(dir, 'work'), merged: join(dir, 'merged') };
   }
 
-  async createWritable(cacheId: string): Promise<WritableLayout> {
+  async createWritable(cacheId: string): Promise<void> {
     const layout = this.writable(cacheId);
     await mkdir(layout.upper, { recursive: true, mode: 0o755 });
-    await mkdir(layout.work, { mode: 0o700 });
+    await mkdir(layout.work!, { mode: 0o700 });
     await mkdir(layout.merged, { mode: 0o700 });
-    return layout;
   }
 
-  async removeLayer(cacheId: string): Promise<void> {
-    await rm(this.layerPath(cacheId), { recursive: true, force: true });
+  rootfsMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec {
+    const { upper, work } = this.writable(cacheId);
+    const lowers = chain.map((id) => this.layerDir(id));
+    // metacopy needs redirects on; a read-only mount only follows them
+    const redirectDir = options.redirectDir || options.metacopy ? 'on' : 'off';
+    const common = { redirectDir, ...(options.metacopy && { metacopy: true }) } as const;
+    if (options.readOnly) return { type: 'overlay', ...common, lowers: [upper, ...lowers] };
+    return { type: 'overlay', ...common, lowers, upper, work: work!, ...(options.volatile && { volatile: true }) };
+  }
+
+  viewMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec {
+    const lowers = [this.writable(cacheId).upper, ...chain.map((id) => this.layerDir(id))];
+    const redirectDir = options.redirectDir || options.metacopy ? 'follow' : 'off';
+    return { type: 'overlay', lowers, redirectDir, ...(options.metacopy && { metacopy: true }) };
+  }
+
+  changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]> {
+    return upperChanges(this.writable(cacheId).upper, chain.map((id) => this.layerDir(id)), view);
+  }
+
+  async removePath(path: string): Promise<void> {
+    await rm(path, { recursive: true, force: true });
   }
 }

@@ -2,16 +2,16 @@
 // copy-on-write through overlayfs, destroyed with the container.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
-import { upperChanges, type Change } from '../archive/changes.js';
+import type { Change } from '../archive/changes.js';
 import { changesArchive } from '../archive/tar-writer.js';
-import type { ContainerDriver, WritableLayout } from '../drivers/driver.js';
+import type { StorageDriver, WritableLayout } from '../drivers/driver.js';
+import { performMount } from '../drivers/mounter.js';
 import { unmount } from '../native/mount.js';
-import { mountOverlay, type RedirectDir } from '../native/overlay.js';
 import { isMountPoint, processesUsing } from '../system/mountinfo.js';
 import { transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
@@ -77,12 +77,12 @@ function toContainer(row: ContainerRow): Container {
 }
 
 /** The dirty marker overlay leaves in a volatile mount's workdir until we remove it. */
-const volatileMarker = (layout: WritableLayout) => join(layout.work, 'work', 'incompat', 'volatile');
+const volatileMarker = (layout: WritableLayout) => layout.work && join(layout.work, 'work', 'incompat', 'volatile');
 
 export class ContainerStore {
   constructor(
     private readonly db: Db,
-    private readonly driver: ContainerDriver,
+    private readonly driver: StorageDriver,
     private readonly layers: LayerStore,
   ) {}
 
@@ -96,7 +96,7 @@ export class ContainerStore {
     const path = this.driver.layerPath(cacheId);
     beginStaging(this.db, path);
     try {
-      await this.driver.createWritable(cacheId);
+      await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId);
       transaction(this.db, () => {
         if (name !== undefined && this.db.prepare('SELECT 1 FROM containers WHERE name = ?').get(name)) {
           throw new StoreError('ERR_NAME_IN_USE', `the container name "${name}" is already in use`);
@@ -108,7 +108,7 @@ export class ContainerStore {
         endStaging(this.db, path);
       });
     } catch (error) {
-      await discardStaged(this.db, path);
+      await discardStaged(this.db, path, (p) => this.driver.removePath(p));
       throw error;
     }
     return this.get(id)!;
@@ -144,6 +144,10 @@ export class ContainerStore {
     return this.layers.chainDirs(container.layer);
   }
 
+  private chain(container: Container): string[] {
+    return this.layers.chainCacheIds(container.layer);
+  }
+
   /** Mounts the container's root filesystem (once; later calls count) and returns its path. */
   async mount(reference: string): Promise<string> {
     const container = this.resolve(reference);
@@ -165,7 +169,7 @@ export class ContainerStore {
 
   async changes(reference: string): Promise<Change[]> {
     const container = this.resolve(reference);
-    return this.withView(container, (view) => upperChanges(this.layout(container).upper, this.lowers(container), view));
+    return this.withView(container, (view) => this.driver.changes(container.cacheId, this.chain(container), view));
   }
 
   /**
@@ -178,28 +182,30 @@ export class ContainerStore {
   async commit(reference: string): Promise<ImportResult> {
     const container = this.resolve(reference);
     return this.withView(container, async (view) => {
-      const changes = await upperChanges(this.layout(container).upper, this.lowers(container), view);
+      const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
       return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: true });
     });
   }
 
-  /** Bytes in the writable layer (hardlinks counted once) plus, for the virtual size, the layers'. */
-  size(reference: string): ContainerSize {
+  /**
+   * What the container changed or added (regular files, hardlinks counted
+   * once), as docker's SizeRw; plus its layers' sizes for the virtual size.
+   */
+  async size(reference: string): Promise<ContainerSize> {
     const container = this.resolve(reference);
-    const seen = new Set<number>();
-    let sizeRw = 0;
-    const walk = (dir: string) => {
-      for (const name of readdirSync(dir)) {
-        const path = join(dir, name);
-        const stat = lstatSync(path);
-        if (stat.isDirectory()) walk(path);
-        else if (stat.isFile() && !seen.has(stat.ino)) {
+    const sizeRw = await this.withView(container, async (view) => {
+      const seen = new Set<number>();
+      let bytes = 0;
+      for (const change of await this.driver.changes(container.cacheId, this.chain(container), view)) {
+        if (change.kind === 'D') continue;
+        const stat = lstatSync(join(view, change.path));
+        if (stat.isFile() && !seen.has(stat.ino)) {
           seen.add(stat.ino);
-          sizeRw += stat.size;
+          bytes += stat.size;
         }
       }
-    };
-    walk(this.layout(container).upper);
+      return bytes;
+    });
     let layers = 0;
     for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
       layers += layer.size;
@@ -221,7 +227,7 @@ export class ContainerStore {
       beginStaging(this.db, path);
       return this.layers.releaseInTransaction(container.layer);
     });
-    await discardStaged(this.db, path);
+    await discardStaged(this.db, path, (p) => this.driver.removePath(p));
     await this.layers.purge(doomed);
   }
 
@@ -244,11 +250,12 @@ export class ContainerStore {
         this.db.prepare('UPDATE containers SET mounts = 0 WHERE id = ?').run(container.id);
         repaired.push(`container ${shortId(container.id)}: reset a stale mount count`);
       }
-      if (container.options.volatile && existsSync(volatileMarker(layout))) {
+      const marker = volatileMarker(layout);
+      if (container.options.volatile && marker && existsSync(marker)) {
         await rm(layout.upper, { recursive: true, force: true });
-        await rm(layout.work, { recursive: true, force: true });
+        await rm(layout.work!, { recursive: true, force: true });
         await mkdir(layout.upper, { mode: 0o755 });
-        await mkdir(layout.work, { mode: 0o700 });
+        await mkdir(layout.work!, { mode: 0o700 });
         repaired.push(`container ${shortId(container.id)}: discarded its volatile writable layer after an unclean shutdown`);
       }
     }
@@ -256,15 +263,7 @@ export class ContainerStore {
   }
 
   private async mountRootfs(container: Container, layout: WritableLayout): Promise<void> {
-    const lowers = this.lowers(container);
-    const { volatile, readOnly, metacopy, redirectDir } = container.options;
-    const redirect: RedirectDir = redirectDir || metacopy ? 'on' : 'off';
-    const common = { index: false, redirectDir: redirect, ...(metacopy && { metacopy: true }) };
-    if (readOnly) {
-      await mountOverlay(layout.merged, { ...common, lowers: [layout.upper, ...lowers] });
-    } else {
-      await mountOverlay(layout.merged, { ...common, lowers, upper: layout.upper, work: layout.work, ...(volatile && { volatile: true }) });
-    }
+    await performMount(this.driver.rootfsMount(container.cacheId, this.chain(container), container.options), layout.merged);
   }
 
   private async unmountRootfs(container: Container, force: boolean): Promise<void> {
@@ -290,10 +289,11 @@ export class ContainerStore {
       }
     }
     this.db.prepare('UPDATE containers SET mounts = 0 WHERE id = ?').run(container.id);
-    if (container.options.volatile && existsSync(volatileMarker(layout))) {
+    const marker = volatileMarker(layout);
+    if (container.options.volatile && marker && existsSync(marker)) {
       // A clean unmount: make the data durable, then the layer can be trusted and mounted again.
       execFileSync('sync', ['-f', layout.upper]);
-      await rm(volatileMarker(layout), { recursive: true, force: true });
+      await rm(marker, { recursive: true, force: true });
     }
   }
 
@@ -301,19 +301,15 @@ export class ContainerStore {
     return join(this.driver.layerPath(container.cacheId), 'view');
   }
 
-  /** Runs `fn` with a directory showing the container's merged tree, mounting a read-only view if needed. */
+  /** Runs `fn` with a directory showing the container's tree, mounting a read-only view if the driver needs one. */
   private async withView<T>(container: Container, fn: (view: string) => Promise<T>): Promise<T> {
     const layout = this.layout(container);
     if (isMountPoint(layout.merged)) return fn(layout.merged);
+    const spec = this.driver.viewMount(container.cacheId, this.chain(container), container.options);
+    if (!spec) return fn(layout.upper);
     const view = this.viewPath(container);
     await mkdir(view, { recursive: true, mode: 0o700 });
-    const { metacopy, redirectDir } = container.options;
-    await mountOverlay(view, {
-      lowers: [layout.upper, ...this.lowers(container)],
-      index: false,
-      redirectDir: redirectDir || metacopy ? 'follow' : 'off',
-      ...(metacopy && { metacopy: true }),
-    });
+    await performMount(spec, view);
     try {
       return await fn(view);
     } finally {

@@ -7,7 +7,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 
 import { applyLayerArchive, type ApplyResult } from '../archive/apply.js';
 import { exportLayerArchive } from '../archive/export.js';
-import type { LayerDriver } from '../drivers/driver.js';
+import type { StorageDriver } from '../drivers/driver.js';
 import { transaction, type Db } from './database.js';
 import { chainId as computeChainId, isDigest, parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
@@ -82,7 +82,7 @@ function toLayer(row: LayerRow): Layer {
 export class LayerStore {
   constructor(
     private readonly db: Db,
-    private readonly driver: LayerDriver,
+    private readonly driver: StorageDriver,
   ) {}
 
   get(chainId: Digest): Layer | undefined {
@@ -136,10 +136,10 @@ export class LayerStore {
       });
       const diffId = parseDigest(applied.diffId, 'DiffID');
       const registered = this.register(cacheId, parent?.chainId ?? null, diffId, applied, options.explicit ?? false);
-      if (registered.existed) await discardStaged(this.db, path);
+      if (registered.existed) await discardStaged(this.db, path, (p) => this.driver.removePath(p));
       return { ...registered, compression: applied.compression };
     } catch (error) {
-      await discardStaged(this.db, path);
+      await discardStaged(this.db, path, (p) => this.driver.removePath(p));
       throw error;
     }
   }
@@ -190,8 +190,7 @@ export class LayerStore {
   /** Removes the directories of layers a committed transaction deleted. */
   async purge(doomed: readonly Layer[]): Promise<void> {
     for (const layer of doomed) {
-      await this.driver.removeLayer(layer.cacheId);
-      endStaging(this.db, this.driver.layerPath(layer.cacheId));
+      await discardStaged(this.db, this.driver.layerPath(layer.cacheId), (p) => this.driver.removePath(p));
     }
   }
 
@@ -201,13 +200,16 @@ export class LayerStore {
     return layer.parent ? [layer, ...this.releaseInTransaction(layer.parent)] : [layer];
   }
 
-  /** The layer directories of a chain, top-most first, as overlay stacks them. */
+  /** The cache ids of a layer chain, top-most first, as overlay stacks them. */
+  chainCacheIds(chainId: Digest): string[] {
+    const ids: string[] = [];
+    for (let layer = this.get(chainId); layer; layer = layer.parent ? this.get(layer.parent) : undefined) ids.push(layer.cacheId);
+    return ids;
+  }
+
+  /** The layer directories of a chain, top-most first. */
   chainDirs(chainId: Digest): string[] {
-    const dirs: string[] = [];
-    for (let layer = this.get(chainId); layer; layer = layer.parent ? this.get(layer.parent) : undefined) {
-      dirs.push(this.driver.layerDir(layer.cacheId));
-    }
-    return dirs;
+    return this.chainCacheIds(chainId).map((id) => this.driver.layerDir(id));
   }
 
   private register(cacheId: string, parent: Digest | null, diffId: Digest, applied: ApplyResult, explicit: boolean): ImportResult {

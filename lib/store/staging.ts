@@ -33,20 +33,25 @@ export function endStaging(db: Db, path: string): void {
   db.prepare('DELETE FROM staging WHERE path = ?').run(path);
 }
 
+/** How a driver removes what it keeps at a path (a btrfs subvolume is not removed by rm). */
+export type RemovePath = (path: string) => Promise<void>;
+
+const removeTree: RemovePath = (path) => rm(path, { recursive: true, force: true });
+
 /** Removes the directory, then forgets it. */
-export async function discardStaged(db: Db, path: string): Promise<void> {
-  await rm(path, { recursive: true, force: true });
+export async function discardStaged(db: Db, path: string, remove: RemovePath = removeTree): Promise<void> {
+  await remove(path);
   endStaging(db, path);
 }
 
 /** Removes what dead processes left half-done; says what it removed. */
-export async function recoverStaging(db: Db): Promise<string[]> {
+export async function recoverStaging(db: Db, remove: RemovePath): Promise<string[]> {
   const rows = db.prepare('SELECT path, pid, pid_start AS pidStart FROM staging').all() as Array<{
     path: string;
     pid: number;
     pidStart: string;
   }>;
   const orphans = rows.filter((row) => processStart(row.pid) !== row.pidStart);
-  for (const row of orphans) await discardStaged(db, row.path);
+  for (const row of orphans) await discardStaged(db, row.path, remove);
   return orphans.map((row) => `removed unfinished ${row.path}`);
 }

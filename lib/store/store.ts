@@ -4,8 +4,10 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import type { ContainerDriver } from '../drivers/driver.js';
+import { BtrfsDriver } from '../drivers/btrfs.js';
+import type { DriverStatus, StorageDriver } from '../drivers/driver.js';
 import { Overlay2Driver } from '../drivers/overlay2.js';
+import { VfsDriver } from '../drivers/vfs.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
@@ -22,9 +24,14 @@ export interface StoreOptions {
   driver?: string;
 }
 
-const drivers: Record<string, (root: string) => ContainerDriver> = {
+const drivers: Record<string, (root: string) => StorageDriver> = {
   overlay2: (root) => new Overlay2Driver(root),
+  btrfs: (root) => new BtrfsDriver(root),
+  vfs: (root) => new VfsDriver(root),
 };
+
+/** Docker's order of preference when nothing names a driver: the first that works here. */
+const PRIORITY = ['overlay2', 'btrfs', 'vfs'];
 
 export class Store {
   readonly layers: LayerStore;
@@ -32,12 +39,12 @@ export class Store {
 
   private constructor(
     readonly root: string,
-    readonly driver: ContainerDriver,
+    readonly driver: StorageDriver,
     readonly db: Db,
     /** What the open found half-done and repaired or removed. */
     readonly recovered: string[],
     /** What the driver found at start-up, as `docker info` lists it. */
-    readonly driverStatus: Array<[string, string]>,
+    readonly driverStatus: DriverStatus,
   ) {
     this.layers = new LayerStore(db, driver);
     this.containers = new ContainerStore(db, driver, this.layers);
@@ -52,13 +59,13 @@ export class Store {
       if (requested !== undefined && !drivers[requested]) {
         throw new StoreError(
           'ERR_DRIVER_UNSUPPORTED',
-          `unknown storage driver "${requested}": use one of ${Object.keys(drivers).join(', ')}`,
+          `unknown storage driver "${requested}": use one of ${Object.keys(drivers).join(', ')}` +
+            (['aufs', 'zfs', 'devicemapper'].includes(requested) ? ` (${requested} is not available in this kernel or build)` : ''),
         );
       }
-      const driver = drivers[chooseDriver(db, requested)]!(root);
-      mkdirSync(join(root, driver.name), { recursive: true, mode: 0o700 });
-      const status = await driver.init();
-      const recovered = await recoverStaging(db);
+      const { driver, status } = await startDriver(root, pinnedDriver(db, requested));
+      recordDriver(db, driver.name);
+      const recovered = await recoverStaging(db, (path) => driver.removePath(path));
       const store = new Store(root, driver, db, recovered, status);
       recovered.push(...(await store.containers.recover()));
       return store;
@@ -73,21 +80,43 @@ export class Store {
   }
 }
 
-/** A root keeps the driver it was first used with, as Docker's does; switching needs an empty store. */
-function chooseDriver(db: Db, requested: string | undefined): string {
-  return transaction(db, () => {
-    const row = db.prepare("SELECT value FROM settings WHERE key = 'driver'").get() as { value: string } | undefined;
-    const name = requested ?? row?.value ?? DEFAULT_DRIVER;
-    if (row && row.value !== name) {
-      const layers = (db.prepare('SELECT count(*) AS n FROM layers').get() as { n: number }).n;
-      if (layers > 0) {
-        throw new StoreError(
-          'ERR_DRIVER_MISMATCH',
-          `the store uses the ${row.value} driver and holds ${layers} layer(s); it cannot switch to ${name}`,
-        );
-      }
+/**
+ * The driver a root must use: the one asked for, else the one it was first
+ * used with (as Docker keeps its prior driver); undefined lets the host decide.
+ * Switching a root that holds layers is refused.
+ */
+function pinnedDriver(db: Db, requested: string | undefined): string | undefined {
+  const row = db.prepare("SELECT value FROM settings WHERE key = 'driver'").get() as { value: string } | undefined;
+  if (row && requested && row.value !== requested) {
+    const layers = (db.prepare('SELECT count(*) AS n FROM layers').get() as { n: number }).n;
+    if (layers > 0) {
+      throw new StoreError(
+        'ERR_DRIVER_MISMATCH',
+        `the store uses the ${row.value} driver and holds ${layers} layer(s); it cannot switch to ${requested}`,
+      );
     }
-    db.prepare("INSERT INTO settings (key, value) VALUES ('driver', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(name);
-    return name;
-  });
+  }
+  return requested ?? row?.value;
+}
+
+function recordDriver(db: Db, name: string): void {
+  transaction(db, () =>
+    db.prepare("INSERT INTO settings (key, value) VALUES ('driver', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(name),
+  );
+}
+
+/** Starts the named driver, or the first in Docker's order that works on this host. */
+async function startDriver(root: string, name: string | undefined): Promise<{ driver: StorageDriver; status: DriverStatus }> {
+  const refusals: string[] = [];
+  for (const candidate of name ? [name] : PRIORITY) {
+    const driver = drivers[candidate]!(root);
+    try {
+      mkdirSync(join(root, driver.name), { recursive: true, mode: 0o700 });
+      return { driver, status: await driver.init() };
+    } catch (error) {
+      if (name || !(error instanceof StoreError)) throw error;
+      refusals.push(error.message);
+    }
+  }
+  throw new StoreError('ERR_DRIVER_UNSUPPORTED', `no storage driver works here: ${refusals.join('; ')}`);
 }

@@ -165,7 +165,7 @@ describe('container layers on overlay2', function () {
     const rootfs = await store.containers.mount(c.id);
     writeFileSync(join(rootfs, 'blob'), Buffer.alloc(10_000));
     const layers = store.layers.get(image)!.size + store.layers.get(store.layers.get(image)!.parent!)!.size;
-    expect(store.containers.size(c.id)).to.deep.equal({ sizeRw: 10_000, sizeRootFs: 10_000 + layers });
+    expect(await store.containers.size(c.id)).to.deep.equal({ sizeRw: 10_000, sizeRootFs: 10_000 + layers });
   });
 
   it('removes a mounted container, and names the process that keeps a busy one', async function () {

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { Readable } from 'node:stream';
 
 import { Store } from '../../lib/store/store.js';
 import { strata } from '../support/cli.js';
@@ -27,16 +28,36 @@ describe('overlay2 start-up checks', function () {
 
   it('refuses a backing filesystem without d_type, saying how to fix it', async function () {
     const mnt = await fsImage(cleanups, 'ext4', { mkfsArgs: ['-O', '^filetype'] });
-    const error = await Store.open({ root: `${mnt}/store` }).catch((e: unknown) => e);
+    const error = await Store.open({ root: `${mnt}/store`, driver: 'overlay2' }).catch((e: unknown) => e);
     expect(error).to.include({ code: 'ERR_DRIVER_UNSUPPORTED' });
     expect((error as Error).message).to.match(/backing ext4 filesystem is formatted without d_type support.*-O filetype/);
+    // Left to choose, the store falls back as Docker does: btrfs cannot run on ext4, vfs can.
+    const store = await Store.open({ root: `${mnt}/store` });
+    expect(store.driver.name).to.equal('vfs');
+    store.close();
   });
 
-  it('keeps the driver a root was first used with', async function () {
+  it('keeps the driver a root was first used with once it holds layers', async function () {
     const root = await tmpfsDir(cleanups);
-    (await Store.open({ root })).close();
+    const store = await Store.open({ root });
+    await store.layers.import(Readable.from([Buffer.alloc(1024)]), { explicit: true });
+    store.close();
+    const reopened = await Store.open({ root });
+    expect(reopened.driver.name).to.equal('overlay2');
+    reopened.close();
     const error = await Store.open({ root, driver: 'vfs' }).catch((e: unknown) => e);
+    expect(error).to.include({ code: 'ERR_DRIVER_MISMATCH' });
+  });
+
+  it('picks the first driver that works here, in Docker\'s order', async function () {
+    const btrfs = await fsImage(cleanups, 'btrfs');
+    const store = await Store.open({ root: `${btrfs}/store`, driver: 'btrfs' });
+    expect(store.driver.name).to.equal('btrfs');
+    store.close();
+    const tmp = await tmpfsDir(cleanups);
+    const error = await Store.open({ root: tmp, driver: 'btrfs' }).catch((e: unknown) => e);
     expect(error).to.include({ code: 'ERR_DRIVER_UNSUPPORTED' });
+    expect((error as Error).message).to.equal('btrfs: the store root is on tmpfs, not btrfs');
   });
 
   it('shows the store and host in strata info', async function () {

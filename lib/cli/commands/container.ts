@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 
 import { shortId } from '../../store/digest.js';
-import type { Container, ContainerStore } from '../../store/containers.js';
+import type { Container, ContainerSize, ContainerStore } from '../../store/containers.js';
 import { withStore } from '../context.js';
 import { formatSize, parseFormat, printList, type Column } from '../output.js';
 
@@ -14,7 +14,7 @@ interface CreateOptions {
 }
 
 /** What `container inspect` shows, in docker's shape. */
-function describe(containers: ContainerStore, container: Container, withSize: boolean) {
+function describe(containers: ContainerStore, container: Container, size?: ContainerSize) {
   const layout = containers.layout(container);
   return {
     Id: container.id,
@@ -28,11 +28,11 @@ function describe(containers: ContainerStore, container: Container, withSize: bo
       Data: {
         LowerDir: containers.lowers(container).join(':'),
         UpperDir: layout.upper,
-        WorkDir: layout.work,
+        ...(layout.work && { WorkDir: layout.work }),
         MergedDir: layout.merged,
       },
     },
-    ...(withSize && (({ sizeRw, sizeRootFs }) => ({ SizeRw: sizeRw, SizeRootFs: sizeRootFs }))(containers.size(container.id))),
+    ...(size && { SizeRw: size.sizeRw, SizeRootFs: size.sizeRootFs }),
   };
 }
 
@@ -70,7 +70,10 @@ export function registerContainer(program: Command): void {
     .option('--no-trunc', "don't truncate ids")
     .action(async (options: { format: string; quiet?: boolean; size?: boolean; trunc: boolean }, command: Command) => {
       const format = parseFormat(options.format);
-      await withStore(command, (store) => {
+      await withStore(command, async (store) => {
+        const containers = store.containers.list();
+        const sizes = new Map<string, ContainerSize>();
+        if (options.size) for (const c of containers) sizes.set(c.id, await store.containers.size(c.id));
         const id = (value: string) => (options.trunc ? shortId(value) : value);
         const columns: Column<Container>[] = [
           { header: 'CONTAINER ID', value: (c) => id(c.id) },
@@ -79,18 +82,18 @@ export function registerContainer(program: Command): void {
           { header: 'CREATED', value: (c) => c.created },
           ...(options.size
             ? [{ header: 'SIZE', value: (c: Container) => {
-                const size = store.containers.size(c.id);
+                const size = sizes.get(c.id)!;
                 return `${formatSize(size.sizeRw)} (virtual ${formatSize(size.sizeRootFs)})`;
               } }]
             : []),
           { header: 'NAMES', value: (c) => c.name ?? '' },
         ];
-        printList(process.stdout, store.containers.list(), {
+        printList(process.stdout, containers, {
           format,
           ...(options.quiet && { quiet: true }),
           columns,
           id: (c) => id(c.id),
-          json: (c) => describe(store.containers, c, options.size ?? false),
+          json: (c) => describe(store.containers, c, sizes.get(c.id)),
         });
       });
     });
@@ -101,8 +104,12 @@ export function registerContainer(program: Command): void {
     .argument('<container...>', 'names, ids or unique id prefixes')
     .option('-s, --size', 'include SizeRw and SizeRootFs')
     .action(async (refs: string[], options: { size?: boolean }, command: Command) => {
-      await withStore(command, (store) => {
-        const shown = refs.map((ref) => describe(store.containers, store.containers.resolve(ref), options.size ?? false));
+      await withStore(command, async (store) => {
+        const shown = [];
+        for (const ref of refs) {
+          const container = store.containers.resolve(ref);
+          shown.push(describe(store.containers, container, options.size ? await store.containers.size(container.id) : undefined));
+        }
         process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
       });
     });

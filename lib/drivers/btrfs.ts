@@ -1,0 +1,49 @@
+// btrfs: each layer a subvolume in <root>/btrfs/subvolumes/<id>, each child
+// layer and container a writable snapshot of its parent, made and removed by
+// ioctls (no btrfs-progs).
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { createSubvolume, destroySubvolume, isSubvolume, snapshotSubvolume } from '../native/btrfs.js';
+import { StoreError } from '../store/errors.js';
+import { probeBackingFilesystem } from '../system/probes.js';
+import type { DriverStatus } from './driver.js';
+import { VfsDriver } from './vfs.js';
+
+export class BtrfsDriver extends VfsDriver {
+  override readonly name = 'btrfs';
+
+  constructor(root: string) {
+    super(root, 'btrfs');
+  }
+
+  override async init(): Promise<DriverStatus> {
+    const backing = await probeBackingFilesystem(this.home);
+    if (backing.type !== 'btrfs') {
+      throw new StoreError('ERR_DRIVER_UNSUPPORTED', `btrfs: the store root is on ${backing.type}, not btrfs`);
+    }
+    return [['Backing Filesystem', 'btrfs'], ['Layers', 'subvolume snapshots']];
+  }
+
+  override layerPath(cacheId: string): string {
+    return join(this.home, 'subvolumes', cacheId);
+  }
+
+  protected override async copyOf(from: string | null, to: string): Promise<void> {
+    await mkdir(join(this.home, 'subvolumes'), { recursive: true, mode: 0o700 });
+    if (from === null) await createSubvolume(to);
+    else await snapshotSubvolume(from, to);
+  }
+
+  override async removePath(path: string): Promise<void> {
+    if (await isSubvolume(path).catch(() => false)) await destroySubvolume(path);
+    await super.removePath(path);
+  }
+
+  override async createLayer(cacheId: string, parentCacheId: string | null): Promise<string> {
+    const dir = this.layerDir(cacheId);
+    await this.copyOf(parentCacheId === null ? null : this.layerDir(parentCacheId), dir);
+    return dir;
+  }
+}
+
