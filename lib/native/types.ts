@@ -30,6 +30,21 @@ export interface NativeBinding {
   loopDetach(device: string): Promise<void>;
   loopStatus(device: string): Promise<NativeLoopStatus>;
   loopList(): Promise<NativeLoopStatus[]>;
+
+  // dm.cc
+  dmVersion(): Promise<[number, number, number]>;
+  dmCreate(name: string, uuid: string): Promise<NativeDmInfo>;
+  dmLoadTable(name: string, targets: NativeDmTarget[], readOnly: boolean): Promise<void>;
+  dmSuspend(name: string): Promise<NativeDmInfo>;
+  dmResume(name: string): Promise<NativeDmInfo>;
+  dmRemove(name: string, deferred: boolean): Promise<{ deferred: boolean }>;
+  dmStatus(name: string): Promise<NativeDmInfo>;
+  dmTableStatus(
+    name: string,
+    table: boolean,
+  ): Promise<{ info: NativeDmInfo; targets: Array<{ start: number; length: number; type: string; text: string }> }>;
+  dmMessage(name: string, sector: number, message: string): Promise<string>;
+  dmList(): Promise<Array<{ name: string; major: number; minor: number }>>;
 }
 
 // fs.cc: statfs(2), with the superblock magic named ("unknown" if not known).
@@ -66,4 +81,29 @@ export interface NativeLoopStatus {
   autoclear: boolean;
   partscan: boolean;
   directIo: boolean;
+}
+
+// dm.cc: one table line; start and length in 512-byte sectors.
+export interface NativeDmTarget {
+  start: number;
+  length: number;
+  type: string;
+  params: string;
+}
+
+export interface NativeDmInfo {
+  name: string;
+  uuid: string;
+  /** /dev/mapper/<name>, the node dmCreate makes. */
+  path: string;
+  major: number;
+  minor: number;
+  openCount: number;
+  eventNr: number;
+  targetCount: number;
+  suspended: boolean;
+  readOnly: boolean;
+  activeTable: boolean;
+  inactiveTable: boolean;
+  deferredRemove: boolean;
 }
