@@ -1,6 +1,7 @@
 // Filesystem primitives: extended attributes (never following symlinks),
 // device nodes and overlay whiteouts, statfs, and the d_type check.
 import { native, withCallerStack } from './binding.js';
+import type { NativeStatfs } from './types.js';
 
 /** 'create' fails with EEXIST if the attribute exists, 'replace' with ENODATA if not. */
 export type XattrSetFlag = 'create' | 'replace';
@@ -69,7 +70,7 @@ export interface Statfs {
   flags: StatfsFlag[];
 }
 
-function toStatfs(raw: ReturnType<typeof native.statfsSync>): Statfs {
+function toStatfs(raw: NativeStatfs): Statfs {
   const flags = statfsFlags.filter((f) => (raw.flags & (native.fsConstants[`ST_${f.toUpperCase()}`] ?? 0)) !== 0);
   return { ...raw, typeName: raw.typeName as FsTypeName, flags };
 }

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "fs.h"
+
 namespace strata {
 
 const char* CloneMethodName(CloneMethod method) {
@@ -161,10 +163,9 @@ Failure Transfer(const Files& f, uint64_t size, CloneMode mode, CloneMethod& use
 
 Failure CloneFile(const std::string& src, const std::string& dst, CloneMode mode,
                   CloneMethod& used, uint64_t& bytes) {
-  Fd in(open(src.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in.valid()) return Fail(errno, "open", src);
+  Fd in;
   struct stat st {};
-  if (fstat(in.get(), &st) != 0) return Fail(errno, "fstat", src);
+  if (Failure f = OpenNonBlocking(src, O_RDONLY, in, st)) return f;
   if (!S_ISREG(st.st_mode))
     return Fail(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "copyfile", src, dst);
   mode_t perm = st.st_mode & 07777;
@@ -198,8 +199,9 @@ Failure CloneRange(int src_fd, const std::string& src_name, uint64_t src_offset,
 
 Failure CloneRange(const std::string& src, uint64_t src_offset,
                    const std::string& dst, uint64_t dst_offset, uint64_t length) {
-  Fd in(open(src.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in.valid()) return Fail(errno, "open", src);
+  Fd in;
+  struct stat st {};
+  if (Failure f = OpenNonBlocking(src, O_RDONLY, in, st)) return f;
   return CloneRange(in.get(), src, src_offset, dst, dst_offset, length);
 }
 

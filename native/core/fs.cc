@@ -15,6 +15,17 @@
 
 namespace strata {
 
+Failure OpenNonBlocking(const std::string& path, int flags, Fd& out, struct stat& st) {
+  Fd fd(open(path.c_str(), flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd.valid()) return Fail(errno, "open", path);
+  if (fstat(fd.get(), &st) != 0) return Fail(errno, "fstat", path);
+  int status = fcntl(fd.get(), F_GETFL);
+  if (status < 0 || fcntl(fd.get(), F_SETFL, status & ~O_NONBLOCK) != 0)
+    return Fail(errno, "fcntl", path);
+  out = std::move(fd);
+  return Ok();
+}
+
 Failure GetXattr(const std::string& path, const std::string& name,
                  std::vector<uint8_t>& value) {
   // The value can grow between asking its size and reading it: retry on ERANGE.
@@ -175,7 +186,11 @@ Failure ProbeDType(const std::string& tmp, bool& supported) {
   if (mkdirat(dirfd.get(), "dir", 0700) != 0) return Fail(errno, "mkdirat", tmp + "/dir");
   if (symlinkat("file", dirfd.get(), "link") != 0)
     return Fail(errno, "symlinkat", tmp + "/link");
-  return AllEntriesTyped(dirfd.get(), tmp, supported);
+  // A fresh open: btrfs lists only the entries that existed when the
+  // directory was opened.
+  Fd listing(open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing.valid()) return Fail(errno, "open", tmp);
+  return AllEntriesTyped(listing.get(), tmp, supported);
 }
 
 // Removes what ProbeDType made, whatever point it reached.

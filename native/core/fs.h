@@ -2,6 +2,7 @@
 // following symlinks), device nodes and overlay whiteouts, statfs, and the
 // d_type check overlay requires of its backing filesystem.
 #pragma once
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -11,6 +12,11 @@
 #include "result.h"
 
 namespace strata {
+
+// Opens `path` with `flags` plus O_NONBLOCK, so that a FIFO (or a device
+// waiting for carrier) cannot hang the calling thread, then clears
+// O_NONBLOCK again and reports what was opened in `st`.
+Failure OpenNonBlocking(const std::string& path, int flags, Fd& out, struct stat& st);
 
 // How SetXattr treats an existing attribute (XATTR_CREATE, XATTR_REPLACE).
 enum class XattrMode { kAny, kCreate, kReplace };

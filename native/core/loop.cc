@@ -14,6 +14,8 @@
 #include <cstring>
 #include <memory>
 
+#include "fs.h"
+
 namespace strata {
 namespace {
 
@@ -76,8 +78,12 @@ uint32_t LoopFlags(const LoopOptions& options) {
 
 Failure LoopAttach(const std::string& file, const LoopOptions& options,
                    std::string& device, uint32_t& number, Fd& device_fd) {
-  Fd backing(open(file.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-  if (!backing.valid()) return Fail(errno, "open", file);
+  Fd backing;
+  struct stat st {};
+  if (Failure f = OpenNonBlocking(file, options.read_only ? O_RDONLY : O_RDWR, backing, st))
+    return f;
+  // The kernel would refuse anything else too, but only after taking a device.
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return Fail(EINVAL, "loop_configure", file);
   Fd control(open(kControl, O_RDWR | O_CLOEXEC));
   if (!control.valid()) return Fail(errno, "open", kControl);
 
