@@ -24,10 +24,10 @@ import {
 import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
 import { mount, unmount } from '../../lib/native/mount.js';
 import { Cleanups, isRoot, requireFeature, scratchDir } from '../support/fixtures.js';
+import { inVm } from '../support/vm.js';
 
 const run = promisify(execFile);
 const SECTOR = 512;
-const inGuest = process.env.STRATA_VM === '1';
 
 /** Device names unique to this run, so a leftover never collides. */
 const prefix = `strata-${process.pid}`;
@@ -97,7 +97,7 @@ describe('native device-mapper (in the VM)', function () {
   const cleanups = new Cleanups();
   before(function () {
     if (!isRoot) this.skip();
-    requireFeature(this, inGuest || existsSync('/dev/mapper/control'), 'no device-mapper: run npm run test:vm');
+    requireFeature(this, inVm || existsSync('/dev/mapper/control'), 'no device-mapper: run npm run test:vm');
   });
   afterEach(() => cleanups.release());
 
