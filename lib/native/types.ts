@@ -87,6 +87,21 @@ export interface NativeBinding {
   btrfsQgroupLimit(path: string, qgroupId: number, maxReferenced: number, maxExclusive: number): Promise<void>;
   btrfsQuotaRescan(path: string, wait: boolean): Promise<void>;
   btrfsQgroupUsage(path: string, qgroupId: number): Promise<NativeQgroupUsage>;
+
+  // dm.cc
+  dmVersion(): Promise<[number, number, number]>;
+  dmCreate(name: string, uuid: string): Promise<NativeDmInfo>;
+  dmLoadTable(name: string, targets: NativeDmTarget[], readOnly: boolean): Promise<void>;
+  dmSuspend(name: string): Promise<NativeDmInfo>;
+  dmResume(name: string): Promise<NativeDmInfo>;
+  dmRemove(name: string, deferred: boolean): Promise<{ deferred: boolean }>;
+  dmStatus(name: string): Promise<NativeDmInfo>;
+  dmTableStatus(
+    name: string,
+    table: boolean,
+  ): Promise<{ info: NativeDmInfo; targets: Array<{ start: number; length: number; type: string; text: string }> }>;
+  dmMessage(name: string, sector: number, message: string): Promise<string>;
+  dmList(): Promise<Array<{ name: string; major: number; minor: number }>>;
 }
 
 // tree.cc: what a tree copy did. reflinked + copyRanged + copied === files.
@@ -146,4 +161,29 @@ export interface NativeLoopStatus {
   partscan: boolean;
   directIo: boolean;
 
+}
+
+// dm.cc: one table line; start and length in 512-byte sectors.
+export interface NativeDmTarget {
+  start: number;
+  length: number;
+  type: string;
+  params: string;
+}
+
+export interface NativeDmInfo {
+  name: string;
+  uuid: string;
+  /** /dev/mapper/<name>, the node dmCreate makes. */
+  path: string;
+  major: number;
+  minor: number;
+  openCount: number;
+  eventNr: number;
+  targetCount: number;
+  suspended: boolean;
+  readOnly: boolean;
+  activeTable: boolean;
+  inactiveTable: boolean;
+  deferredRemove: boolean;
 }
