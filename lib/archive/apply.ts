@@ -84,7 +84,18 @@ export async function applyLayerArchive(
   }
   options.signal?.throwIfAborted();
   const applier = new TarApplier(dir, options.whiteouts);
+  try {
+    return await applyWith(applier, input, options);
+  } finally {
+    applier.close();
+  }
+}
 
+async function applyWith(
+  applier: TarApplier,
+  input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  options: ApplyOptions,
+): Promise<ApplyResult> {
   // Reads until the first 4 bytes are known, to pick the decompressor.
   const source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   let compressedRead = 0;

@@ -19,7 +19,8 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
     throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${expectedDiffId}`);
   }
   const hash = createHash('sha256');
-  let exporter: TarExporter;
+  let exporter: TarExporter | undefined;
+  let reading: Promise<unknown> = Promise.resolve();
   return new Readable({
     highWaterMark: 2 * READ_BYTES,
     construct(callback) {
@@ -37,7 +38,7 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
       }
     },
     read() {
-      exporter.read(READ_BYTES).then(
+      reading = exporter!.read(READ_BYTES).then(
         (chunk) => {
           if (chunk) {
             hash.update(chunk);
@@ -58,6 +59,13 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
         },
         (error: unknown) => this.destroy(error as Error),
       );
+    },
+    // At the end, on error or when the reader gives up: release the fds once no read is under way.
+    destroy(error, callback) {
+      reading.finally(() => {
+        exporter?.close();
+        callback(error);
+      });
     },
   });
 }

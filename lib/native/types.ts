@@ -4,10 +4,12 @@
 export interface NativeTarApplier {
   write(chunk: Buffer): Promise<void>;
   finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer }>;
+  close(): void;
 }
 export interface NativeTarExporter {
   /** The next bytes of the tar (at most maxBytes), or null at the end. */
   read(maxBytes: number): Promise<Buffer | null>;
+  close(): void;
 }
 
 export interface NativeBinding {

@@ -98,7 +98,8 @@ class Applier : public Napi::ObjectWrap<Applier> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "TarApplier",
                        {InstanceMethod("write", &Applier::Write),
-                        InstanceMethod("finish", &Applier::Finish)});
+                        InstanceMethod("finish", &Applier::Finish),
+                        InstanceMethod("close", &Applier::Close)});
   }
 
   // new TarApplier(dir, whiteouts: 'overlay' | 'remove')
@@ -144,6 +145,13 @@ class Applier : public Napi::ObjectWrap<Applier> {
     return job->Promise();
   }
 
+  // close(): releases the applier's fds; not while a write or finish runs.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    ThrowIfBusy(info.Env(), busy_);
+    applier_.Close();
+    return info.Env().Undefined();
+  }
+
   void Problem(std::string& code, std::string& message, std::string& entry) const {
     code = applier_.problem().code;
     message = applier_.problem().message;
@@ -159,7 +167,8 @@ class Applier : public Napi::ObjectWrap<Applier> {
 class Exporter : public Napi::ObjectWrap<Exporter> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "TarExporter", {InstanceMethod("read", &Exporter::Read)});
+    return DefineClass(env, "TarExporter", {InstanceMethod("read", &Exporter::Read),
+                                            InstanceMethod("close", &Exporter::Close)});
   }
 
   // new TarExporter(dir, tarSplit)
@@ -199,6 +208,13 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
         });
     job->Queue();
     return job->Promise();
+  }
+
+  // close(): releases the exporter's fds; not while a read runs.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    ThrowIfBusy(info.Env(), busy_);
+    exporter_.Close();
+    return info.Env().Undefined();
   }
 
   TarExporter exporter_;

@@ -42,6 +42,13 @@ class TarApplier {
   // Checks the stream ended properly, sets directory times, syncfs(dir),
   // and serializes the tar-split into `split`.
   Failure Finish(TarStats& stats, std::string& split);
+  // Releases every fd now: the caller may unmount the filesystem next, and
+  // must not wait for the garbage collector to drop the object.
+  void Close() {
+    file_ = Fd();
+    cached_parent_fd_ = Fd();
+    root_ = Fd();
+  }
   const TarProblem& problem() const { return problem_; }
 
  private:

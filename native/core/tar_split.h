@@ -93,6 +93,11 @@ class TarExporter {
   Failure Open(const std::string& root, const std::string& split);
   // Appends up to `max` bytes of the tar to `out`; `done` turns true at the end.
   Failure Read(size_t max, std::string& out, bool& done);
+  // Releases every fd now (see TarApplier::Close).
+  void Close() {
+    file_ = Fd();
+    root_ = Fd();
+  }
   const ExportProblem& problem() const { return problem_; }
 
  private:
