@@ -33,9 +33,9 @@ export interface WritableOptions {
 export interface WritableLayout {
   /** Where the container's files live: overlay's upperdir, or the container's own copy. */
   upper: string;
-  /** overlay's workdir; drivers without one have none. */
+  /** overlay's workdir, which exists only while mounted; drivers without one have none. */
   work?: string;
-  /** Where the container's root filesystem is mounted. */
+  /** Where the container's root filesystem is mounted; exists only while mounted. */
   merged: string;
 }
 

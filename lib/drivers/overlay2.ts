@@ -72,11 +72,10 @@ export class Overlay2Driver implements StorageDriver {
     return { upper: join(dir, 'diff'), work: join(dir, 'work'), merged: join(dir, 'merged') };
   }
 
+  // Only the upper directory: work and merged exist while mounted, so an
+  // idle container costs two directories.
   async createWritable(cacheId: string): Promise<void> {
-    const layout = this.writable(cacheId);
-    await mkdir(layout.upper, { recursive: true, mode: 0o755 });
-    await mkdir(layout.work!, { mode: 0o700 });
-    await mkdir(layout.merged, { mode: 0o700 });
+    await mkdir(this.writable(cacheId).upper, { recursive: true, mode: 0o755 });
   }
 
   rootfsMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec {

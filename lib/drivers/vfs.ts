@@ -59,9 +59,7 @@ export class VfsDriver implements StorageDriver {
   }
 
   async createWritable(cacheId: string, layerCacheId: string): Promise<void> {
-    const layout = this.writable(cacheId);
-    await this.copyOf(this.layerDir(layerCacheId), layout.upper);
-    await mkdir(layout.merged, { recursive: true, mode: 0o700 });
+    await this.copyOf(this.layerDir(layerCacheId), this.writable(cacheId).upper);
   }
 
   rootfsMount(cacheId: string, _chain: readonly string[], options: WritableOptions): MountSpec {

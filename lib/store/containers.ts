@@ -13,7 +13,7 @@ import type { StorageDriver, WritableLayout } from '../drivers/driver.js';
 import { performMount } from '../drivers/mounter.js';
 import { unmount } from '../native/mount.js';
 import { isMountPoint, processesUsing } from '../system/mountinfo.js';
-import { transaction, type Db } from './database.js';
+import { relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { ImportResult, LayerStore } from './layers.js';
@@ -153,14 +153,14 @@ export class ContainerStore {
     const container = this.resolve(reference);
     const layout = this.layout(container);
     if (!isMountPoint(layout.merged)) await this.mountRootfs(container, layout);
-    transaction(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
+    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
     return layout.merged;
   }
 
   /** Drops one mount; the last detaches the root filesystem. */
   async unmount(reference: string): Promise<void> {
     const container = this.resolve(reference);
-    const remaining = transaction(this.db, () => {
+    const remaining = relaxed(this.db, () => {
       this.db.prepare('UPDATE containers SET mounts = max(mounts - 1, 0) WHERE id = ?').run(container.id);
       return this.get(container.id)!.mounts;
     });
@@ -255,7 +255,6 @@ export class ContainerStore {
         await rm(layout.upper, { recursive: true, force: true });
         await rm(layout.work!, { recursive: true, force: true });
         await mkdir(layout.upper, { mode: 0o755 });
-        await mkdir(layout.work!, { mode: 0o700 });
         repaired.push(`container ${shortId(container.id)}: discarded its volatile writable layer after an unclean shutdown`);
       }
     }
@@ -263,6 +262,7 @@ export class ContainerStore {
   }
 
   private async mountRootfs(container: Container, layout: WritableLayout): Promise<void> {
+    for (const dir of [layout.work, layout.merged]) if (dir) await mkdir(dir, { recursive: true, mode: 0o700 });
     await performMount(this.driver.rootfsMount(container.cacheId, this.chain(container), container.options), layout.merged);
   }
 
@@ -293,8 +293,9 @@ export class ContainerStore {
     if (container.options.volatile && marker && existsSync(marker)) {
       // A clean unmount: make the data durable, then the layer can be trusted and mounted again.
       execFileSync('sync', ['-f', layout.upper]);
-      await rm(marker, { recursive: true, force: true });
     }
+    // The workdir is scratch space, the mount point only a mount point (Docker removes it too).
+    for (const dir of [layout.work, layout.merged]) if (dir) await rm(dir, { recursive: true, force: true });
   }
 
   private viewPath(container: Container): string {
@@ -313,7 +314,8 @@ export class ContainerStore {
     try {
       return await fn(view);
     } finally {
-      await unmount(view, ['detach']);
+      await unmount(view);
+      await rm(view, { recursive: true, force: true });
     }
   }
 }
