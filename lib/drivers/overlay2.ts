@@ -5,6 +5,7 @@ import { join } from 'node:path';
 
 import { probeOverlayFeatures } from '../native/overlay.js';
 import { StoreError } from '../store/errors.js';
+import { refuseSizeLimit } from './size-limit.js';
 import { probeBackingFilesystem } from '../system/probes.js';
 import { upperChanges, type Change } from '../archive/changes.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
@@ -74,7 +75,8 @@ export class Overlay2Driver implements StorageDriver {
 
   // Only the upper directory: work and merged exist while mounted, so an
   // idle container costs two directories.
-  async createWritable(cacheId: string): Promise<void> {
+  async createWritable(cacheId: string, _layerCacheId: string, options: WritableOptions): Promise<void> {
+    if (options.sizeLimit !== undefined) refuseSizeLimit(this.name);
     await mkdir(this.writable(cacheId).upper, { recursive: true, mode: 0o755 });
   }
 

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 
 import type { Change } from '../archive/changes.js';
 import { changesArchive } from '../archive/tar-writer.js';
-import type { StorageDriver, WritableLayout } from '../drivers/driver.js';
+import type { StorageDriver, WritableLayout, WritableOptions } from '../drivers/driver.js';
 import { performMount } from '../drivers/mounter.js';
 import { unmount } from '../native/mount.js';
 import { isMountPoint, processesUsing } from '../system/mountinfo.js';
@@ -19,16 +19,8 @@ import { StoreError } from './errors.js';
 import type { ImportResult, LayerStore } from './layers.js';
 import { beginStaging, discardStaged, endStaging } from './staging.js';
 
-export interface ContainerOptions {
-  /** overlay volatile: no syncs; after a crash the writable layer is discarded. */
-  volatile?: boolean;
-  /** Mount the root filesystem read-only. */
-  readOnly?: boolean;
-  /** overlay metacopy: a metadata change copies up metadata only. */
-  metacopy?: boolean;
-  /** overlay redirect_dir: renaming a lower directory records a redirect instead of failing with EXDEV. */
-  redirectDir?: boolean;
-}
+/** How a container's writable layer is made and mounted. */
+export type ContainerOptions = WritableOptions;
 
 export interface Container {
   id: string;
@@ -96,7 +88,7 @@ export class ContainerStore {
     const path = this.driver.layerPath(cacheId);
     beginStaging(this.db, path);
     try {
-      await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId);
+      await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId, mountOptions);
       transaction(this.db, () => {
         if (name !== undefined && this.db.prepare('SELECT 1 FROM containers WHERE name = ?').get(name)) {
           throw new StoreError('ERR_NAME_IN_USE', `the container name "${name}" is already in use`);
@@ -188,12 +180,23 @@ export class ContainerStore {
   }
 
   /**
-   * What the container changed or added (regular files, hardlinks counted
-   * once), as docker's SizeRw; plus its layers' sizes for the virtual size.
+   * What the container changed or added, as docker's SizeRw (from the
+   * filesystem's own count where the driver has one, else the regular files
+   * among its changes, hardlinks counted once); plus its layers' sizes for the
+   * virtual size.
    */
   async size(reference: string): Promise<ContainerSize> {
     const container = this.resolve(reference);
-    const sizeRw = await this.withView(container, async (view) => {
+    const sizeRw = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : await this.changedBytes(container);
+    let layers = 0;
+    for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
+      layers += layer.size;
+    }
+    return { sizeRw, sizeRootFs: sizeRw + layers };
+  }
+
+  private changedBytes(container: Container): Promise<number> {
+    return this.withView(container, async (view) => {
       const seen = new Set<number>();
       let bytes = 0;
       for (const change of await this.driver.changes(container.cacheId, this.chain(container), view)) {
@@ -206,11 +209,6 @@ export class ContainerStore {
       }
       return bytes;
     });
-    let layers = 0;
-    for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
-      layers += layer.size;
-    }
-    return { sizeRw, sizeRootFs: sizeRw + layers };
   }
 
   /**

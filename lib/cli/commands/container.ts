@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { shortId } from '../../store/digest.js';
 import type { Container, ContainerSize, ContainerStore } from '../../store/containers.js';
 import { withStore } from '../context.js';
-import { formatSize, parseFormat, printList, type Column } from '../output.js';
+import { formatSize, parseFormat, parseSize, printList, UsageError, type Column } from '../output.js';
 
 interface CreateOptions {
   name?: string;
@@ -11,6 +11,18 @@ interface CreateOptions {
   readOnly?: boolean;
   metacopy?: boolean;
   redirectDir?: boolean;
+  storageOpt: string[];
+}
+
+/** docker's --storage-opt: only size=SIZE is known. */
+function storageOptions(values: readonly string[]): { sizeLimit?: number } {
+  const options: { sizeLimit?: number } = {};
+  for (const value of values) {
+    const [key, size] = value.split('=', 2);
+    if (key !== 'size' || size === undefined) throw new UsageError(`unknown storage option "${value}": only size=SIZE is supported`);
+    options.sizeLimit = parseSize(size);
+  }
+  return options;
 }
 
 /** What `container inspect` shows, in docker's shape. */
@@ -48,6 +60,7 @@ export function registerContainer(program: Command): void {
     .option('--read-only', 'mount the root filesystem read-only')
     .option('--metacopy', 'copy up only metadata on metadata changes (overlay metacopy=on)')
     .option('--redirect-dir', 'record directory renames as redirects (overlay redirect_dir=on)')
+    .option('--storage-opt <opt>', 'size=SIZE: limit the container\'s changes (btrfs)', (v: string, all: string[]) => [...all, v], [] as string[])
     .action(async (layer: string, options: CreateOptions, command: Command) => {
       await withStore(command, async (store) => {
         const created = await store.containers.create(store.layers.resolve(layer).chainId, {
@@ -56,6 +69,7 @@ export function registerContainer(program: Command): void {
           ...(options.readOnly && { readOnly: true }),
           ...(options.metacopy && { metacopy: true }),
           ...(options.redirectDir && { redirectDir: true }),
+          ...storageOptions(options.storageOpt),
         });
         process.stdout.write(`${created.id}\n`);
       });
