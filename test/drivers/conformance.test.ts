@@ -3,8 +3,7 @@
 // commit, sizes, removal, and recovery from a crash mid-import.
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 
@@ -12,7 +11,7 @@ import { sha256, type Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
-import { tarOf, writeTree } from '../support/trees.js';
+import { tarOf, treeDigest, writeTree } from '../support/trees.js';
 
 interface Setup {
   driver: 'overlay2' | 'vfs' | 'btrfs';
@@ -26,20 +25,6 @@ const setups: Setup[] = [
   { driver: 'btrfs', backing: 'btrfs', root: async (c) => join(await fsImage(c, 'btrfs', { size: 1 << 30 }), 'store') },
 ];
 
-function treeDigest(dir: string): string {
-  const hash = createHash('sha256');
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel)).sort()) {
-      const path = join(dir, rel, name);
-      const stat = lstatSync(path);
-      hash.update(`${rel}/${name} ${stat.mode} ${stat.uid} ${stat.gid} ${stat.rdev} ${stat.mtimeMs}\n`);
-      if (stat.isFile()) hash.update(readFileSync(path));
-      if (stat.isDirectory()) walk(`${rel}/${name}`);
-    }
-  };
-  walk('');
-  return hash.digest('hex');
-}
 
 for (const setup of setups) {
   describe(`driver conformance: ${setup.driver} on ${setup.backing}`, function () {
