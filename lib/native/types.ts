@@ -69,6 +69,9 @@ export interface NativeBinding {
   // archive.cc
   readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove') => NativeTarApplier;
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
+
+  // resolve.cc: an O_PATH fd (close-on-exec) for `path` resolved inside `root`.
+  openInTree(root: string, path: string, create: boolean, kind: 'directory' | 'file'): Promise<number>;
 }
 
 // fs.cc: statfs(2), with the superblock magic named ("unknown" if not known).
