@@ -59,6 +59,7 @@ describe('native openInTree (openat2 RESOLVE_IN_ROOT)', function () {
     // An existing file is opened, not replaced.
     writeFileSync(join(root, 'etc/keep'), 'x');
     await using kept = await openInTree(root, '/etc/keep', { create: true, kind: 'file' });
+    expect(readlinkSync(`/proc/self/fd/${kept.fd}`)).to.equal(join(root, 'etc/keep'));
     expect(lstatSync(join(root, 'etc/keep')).size).to.equal(1);
   });
 
