@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { chownSync, chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { mount } from '../../lib/native/mount.js';
+import { mount, unmount } from '../../lib/native/mount.js';
 import { parseMountFlag, parseVolumeFlag } from '../../lib/mounts/spec.js';
 import type { Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
@@ -108,7 +108,7 @@ describe('container mounts', function () {
   it('makes a read-only bind read-only in its submounts too, unless bind-recursive says otherwise', async function () {
     mkdirSync(join(host, 'sub'));
     await mount(join(host, 'sub'), { source: 'tmpfs', fstype: 'tmpfs', data: 'size=1m' });
-    cleanups.defer(() => import('../../lib/native/mount.js').then((m) => m.unmount(join(host, 'sub'), ['detach'])));
+    cleanups.defer(() => unmount(join(host, 'sub'), ['detach']));
     const container = await store.containers.create(image, {
       mounts: [
         parseMountFlag(`type=bind,source=${host},target=/ro,readonly`),
@@ -237,6 +237,28 @@ describe('container mounts', function () {
     const rootfs = await store.containers.mount(allowed.id);
     expect(existsSync(join(rootfs, 'host-etc/hostname')) || existsSync(join(rootfs, 'host-etc/passwd'))).to.equal(true);
     await store.containers.unmount(allowed.id);
+  });
+
+  it('repairs use counts on open after a crash, whether the container stayed mounted or not', async function () {
+    const spec = parseMountFlag('type=volume,source=opts,target=/o,volume-opt=type=tmpfs,volume-opt=device=tmpfs');
+    const kept = await store.containers.create(image, { mounts: [spec] });
+    const lost = await store.containers.create(image, { mounts: [parseVolumeFlag('opts:/o')] });
+    const keptRootfs = await store.containers.mount(kept.id);
+    const lostRootfs = await store.containers.mount(lost.id);
+    const volume = store.volumes.get('opts')!;
+    // As a crash would leave it: the count off, and one container's mounts gone without an unmount.
+    store.db.prepare("UPDATE volumes SET active = 7 WHERE name = 'opts'").run();
+    for (const point of mountsBelow(lostRootfs).reverse()) await unmount(point);
+    store.close();
+    store = await Store.open({ root });
+    cleanups.defer(() => store.close());
+    expect(store.recovered).to.include(`volume opts: reset a stale use count (7 to 1)`);
+    expect(store.volumes.get('opts')!.active).to.equal(1);
+    expect(isMountPoint(volume.mountpoint)).to.equal(true);
+    await store.containers.unmount(kept.id);
+    expect(mountsBelow(keptRootfs)).to.deep.equal([]);
+    expect(isMountPoint(volume.mountpoint)).to.equal(false);
+    expect(store.volumes.get('opts')!.active).to.equal(0);
   });
 
   it('unmounts every mount if one of them fails, releasing the volumes', async function () {
