@@ -38,8 +38,7 @@ export async function attachMounts(rootfs: string, mounts: readonly ContainerMou
       } else if (mount.spec.type === 'bind') {
         const spec = mount.spec;
         if (!existsSync(spec.source) && spec.createSource) mkdirSync(spec.source, { recursive: true, mode: 0o755 });
-        const kind = statSync(spec.source).isDirectory() ? 'directory' : 'file';
-        await using target = await openInTree(rootfs, spec.target, { create: true, kind });
+        await using target = await openInTree(rootfs, spec.target, { create: true, kind: targetKind(spec) });
         await attachBind(spec.source, target, spec);
       } else {
         await using target = await openInTree(rootfs, mount.spec.target, { create: true });
@@ -50,6 +49,22 @@ export async function attachMounts(rootfs: string, mounts: readonly ContainerMou
     await detachMounts(rootfs, [], volumes, true);
     for (const name of acquired.reverse()) await volumes.release(name);
     throw error;
+  }
+}
+
+/** A file bound onto a file; everything else onto a directory. */
+function targetKind(spec: MountSpec): 'directory' | 'file' {
+  return spec.type === 'bind' && existsSync(spec.source) && !statSync(spec.source).isDirectory() ? 'file' : 'directory';
+}
+
+/**
+ * Creates the missing targets of `mounts` in `rootfs` (a writable view of a
+ * container that is mounted read-only), so that they exist when it is.
+ */
+export async function createMountTargets(rootfs: string, mounts: readonly ContainerMount[]): Promise<void> {
+  for (const { spec } of mounts) {
+    const target = await openInTree(rootfs, spec.target, { create: true, kind: targetKind(spec) });
+    await target.close();
   }
 }
 

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 
 import { upperChanges, type Change } from '../archive/changes.js';
 import { changesArchive } from '../archive/tar-writer.js';
-import { attachMounts, detachMounts, type ContainerMount } from '../mounts/attach.js';
+import { attachMounts, createMountTargets, detachMounts, type ContainerMount } from '../mounts/attach.js';
 import { prepareMounts } from '../mounts/prepare.js';
 import type { MountSpec } from '../mounts/spec.js';
 import type { ContainerDriver, WritableLayout } from '../drivers/driver.js';
@@ -185,9 +185,11 @@ export class ContainerStore {
     const container = this.resolve(reference);
     const layout = this.layout(container);
     if (!isMountPoint(layout.merged)) {
+      const mounts = this.containerMounts(container);
+      if (container.options.readOnly && mounts.length > 0) await this.createMountTargets(container, mounts);
       await this.mountRootfs(container, layout);
       try {
-        await attachMounts(layout.merged, this.containerMounts(container), this.volumes);
+        await attachMounts(layout.merged, mounts, this.volumes);
       } catch (error) {
         await unmount(layout.merged, ['detach']);
         throw error;
@@ -342,6 +344,18 @@ export class ContainerStore {
       // A clean unmount: make the data durable, then the layer can be trusted and mounted again.
       execFileSync('sync', ['-f', layout.upper]);
       await rm(volatileMarker(layout), { recursive: true, force: true });
+    }
+  }
+
+  /** A read-only root filesystem cannot get mount points: they are made first, through a writable view. */
+  private async createMountTargets(container: Container, mounts: readonly ContainerMount[]): Promise<void> {
+    const view = this.viewPath(container);
+    await mkdir(view, { recursive: true, mode: 0o700 });
+    await this.mountRootfs({ ...container, options: { ...container.options, readOnly: false } }, { ...this.layout(container), merged: view });
+    try {
+      await createMountTargets(view, mounts);
+    } finally {
+      await unmount(view, ['detach']);
     }
   }
 

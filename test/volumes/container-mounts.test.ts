@@ -239,6 +239,22 @@ describe('container mounts', function () {
     await store.containers.unmount(allowed.id);
   });
 
+  it('mounts into a read-only root filesystem, making the missing mount points first', async function () {
+    writeFileSync(join(host, 'file.conf'), 'conf');
+    const container = await store.containers.create(image, {
+      readOnly: true,
+      mounts: [parseVolumeFlag('/new/data'), parseVolumeFlag(`${host}/file.conf:/etc/file.conf`), parseMountFlag('type=tmpfs,target=/tmp')],
+    });
+    const rootfs = await store.containers.mount(container.id);
+    expect(writeFails(join(rootfs, 'etc/other'))).to.equal('EROFS');
+    expect(writeFails(join(rootfs, 'new/data/ok'))).to.equal(undefined);
+    expect(writeFails(join(rootfs, 'tmp/ok'))).to.equal(undefined);
+    expect(readFileSync(join(rootfs, 'etc/file.conf'), 'utf8')).to.equal('conf');
+    await store.containers.unmount(container.id);
+    // The writable view that made the mount points is gone too.
+    expect(mountsBelow(root)).to.deep.equal([root]);
+  });
+
   it('repairs use counts on open after a crash, whether the container stayed mounted or not', async function () {
     const spec = parseMountFlag('type=volume,source=opts,target=/o,volume-opt=type=tmpfs,volume-opt=device=tmpfs');
     const kept = await store.containers.create(image, { mounts: [spec] });
