@@ -104,6 +104,9 @@ export interface NativeBinding {
   ): Promise<{ info: NativeDmInfo; targets: Array<{ start: number; length: number; type: string; text: string }> }>;
   dmMessage(name: string, sector: number, message: string): Promise<string>;
   dmList(): Promise<Array<{ name: string; major: number; minor: number }>>;
+
+  // resolve.cc: an O_PATH fd (close-on-exec) for `path` resolved inside `root`.
+  openInTree(root: string, path: string, create: boolean, kind: 'directory' | 'file'): Promise<number>;
 }
 
 // tree.cc: what a tree copy did. reflinked + copyRanged + copied === files.

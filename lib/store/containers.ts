@@ -11,6 +11,9 @@ import type { Change } from '../archive/changes.js';
 import { changesArchive } from '../archive/tar-writer.js';
 import type { StorageDriver, WritableLayout, WritableOptions } from '../drivers/driver.js';
 import { performMount } from '../drivers/mounter.js';
+import { attachMounts, createMountTargets, detachMounts, type ContainerMount } from '../mounts/attach.js';
+import { prepareMounts } from '../mounts/prepare.js';
+import type { MountSpec } from '../mounts/spec.js';
 import { unmount } from '../native/mount.js';
 import { isMountPoint, processesUsing } from '../system/mountinfo.js';
 import { relaxed, transaction, type Db } from './database.js';
@@ -18,9 +21,20 @@ import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { ImportResult, LayerStore } from './layers.js';
 import { beginStaging, discardStaged, endStaging } from './staging.js';
+import type { VolumeStore } from './volumes.js';
 
 /** How a container's writable layer is made and mounted. */
 export type ContainerOptions = WritableOptions;
+
+export interface CreateOptions extends ContainerOptions {
+  name?: string;
+  /** Volumes, bind mounts and tmpfs mounted in the root filesystem whenever it is mounted. */
+  mounts?: readonly MountSpec[];
+  /** The tenant the container belongs to: it may use only its own (or shared) volumes. */
+  owner?: string;
+  /** Allow bind mounts of sensitive host paths (/, /etc, the store root, runtime sockets...). */
+  allowSensitiveBinds?: boolean;
+}
 
 export interface Container {
   id: string;
@@ -33,6 +47,7 @@ export interface Container {
   /** How many callers have it mounted. */
   mounts: number;
   created: string;
+  owner: string | null;
 }
 
 export interface ContainerSize {
@@ -51,6 +66,7 @@ interface ContainerRow {
   options: string;
   mounts: number;
   created: string;
+  owner: string | null;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -65,6 +81,7 @@ function toContainer(row: ContainerRow): Container {
     options: JSON.parse(row.options) as ContainerOptions,
     mounts: row.mounts,
     created: row.created,
+    owner: row.owner,
   };
 }
 
@@ -76,17 +93,24 @@ export class ContainerStore {
     private readonly db: Db,
     private readonly driver: StorageDriver,
     private readonly layers: LayerStore,
+    private readonly volumes: VolumeStore,
   ) {}
 
-  async create(layer: Digest, options: ContainerOptions & { name?: string } = {}): Promise<Container> {
-    const { name, ...mountOptions } = options;
+  async create(layer: Digest, options: CreateOptions = {}): Promise<Container> {
+    const { name, mounts: specs = [], owner, allowSensitiveBinds, ...mountOptions } = options;
     if (name !== undefined && !NAME.test(name)) {
       throw new StoreError('ERR_INVALID_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
     const id = randomBytes(32).toString('hex');
     const cacheId = randomBytes(32).toString('hex');
     const path = this.driver.layerPath(cacheId);
-    beginStaging(this.db, path);
+    const prepared = await prepareMounts(this.volumes, specs, { owner: owner ?? null, allowSensitiveBinds: allowSensitiveBinds ?? false });
+    try {
+      beginStaging(this.db, path);
+    } catch (error) {
+      await prepared.rollback();
+      throw error;
+    }
     try {
       await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId, mountOptions);
       transaction(this.db, () => {
@@ -95,12 +119,15 @@ export class ContainerStore {
         }
         this.layers.retainInTransaction(parseDigest(layer, 'layer id'));
         this.db
-          .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created) VALUES (?, ?, ?, ?, ?, ?, ?)')
-          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString());
+          .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null);
+        const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume) VALUES (?, ?, ?, ?)');
+        prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume));
         endStaging(this.db, path);
       });
     } catch (error) {
       await discardStaged(this.db, path, (p) => this.driver.removePath(p));
+      await prepared.rollback();
       throw error;
     }
     return this.get(id)!;
@@ -127,6 +154,15 @@ export class ContainerStore {
     throw new StoreError('ERR_CONTAINER_UNKNOWN', `no such container: ${reference}`);
   }
 
+  /** The container's volumes, bind mounts and tmpfs mounts, in the order given at create. */
+  containerMounts(container: Container): ContainerMount[] {
+    const rows = this.db.prepare('SELECT spec, volume FROM container_mounts WHERE container = ? ORDER BY position').all(container.id) as Array<{
+      spec: string;
+      volume: string | null;
+    }>;
+    return rows.map((row) => ({ spec: JSON.parse(row.spec) as MountSpec, volume: row.volume }));
+  }
+
   layout(container: Container): WritableLayout {
     return this.driver.writable(container.cacheId);
   }
@@ -144,7 +180,17 @@ export class ContainerStore {
   async mount(reference: string): Promise<string> {
     const container = this.resolve(reference);
     const layout = this.layout(container);
-    if (!isMountPoint(layout.merged)) await this.mountRootfs(container, layout);
+    if (!isMountPoint(layout.merged)) {
+      const mounts = this.containerMounts(container);
+      if (container.options.readOnly && mounts.length > 0) await this.createMountTargets(container, mounts);
+      await this.mountRootfs(container, layout);
+      try {
+        await attachMounts(layout.merged, mounts, this.volumes);
+      } catch (error) {
+        await unmount(layout.merged, ['detach']);
+        throw error;
+      }
+    }
     relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
     return layout.merged;
   }
@@ -216,9 +262,10 @@ export class ContainerStore {
    * layer below. A mounted container is unmounted first; if its mount is busy
    * the error says which processes hold it, unless `force` detaches it lazily.
    */
-  async remove(reference: string, options: { force?: boolean } = {}): Promise<void> {
+  async remove(reference: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const container = this.resolve(reference);
     await this.unmountRootfs(container, options.force ?? false);
+    const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
     const path = this.driver.layerPath(container.cacheId);
     const doomed = transaction(this.db, () => {
       this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
@@ -227,6 +274,14 @@ export class ContainerStore {
     });
     await discardStaged(this.db, path, (p) => this.driver.removePath(p));
     await this.layers.purge(doomed);
+    // As `docker rm -v`: only the anonymous volumes go, and one another container uses stays.
+    if (options.volumes) {
+      for (const mount of anonymous) {
+        await this.volumes.remove(mount.volume!).catch((error: unknown) => {
+          if ((error as StoreError).code !== 'ERR_VOLUME_IN_USE') throw error;
+        });
+      }
+    }
   }
 
   /**
@@ -268,6 +323,7 @@ export class ContainerStore {
     const layout = this.layout(container);
     if (isMountPoint(layout.merged)) {
       try {
+        await detachMounts(layout.merged, this.containerMounts(container), this.volumes, force);
         await unmount(layout.merged);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
@@ -294,6 +350,19 @@ export class ContainerStore {
     }
     // The workdir is scratch space, the mount point only a mount point (Docker removes it too).
     for (const dir of [layout.work, layout.merged]) if (dir) await rm(dir, { recursive: true, force: true });
+  }
+
+  /** A read-only root filesystem cannot get mount points: they are made first, through a writable view. */
+  private async createMountTargets(container: Container, mounts: readonly ContainerMount[]): Promise<void> {
+    const view = this.viewPath(container);
+    await mkdir(view, { recursive: true, mode: 0o700 });
+    await this.mountRootfs({ ...container, options: { ...container.options, readOnly: false } }, { ...this.layout(container), merged: view });
+    try {
+      await createMountTargets(view, mounts);
+    } finally {
+      await unmount(view);
+      await rm(view, { recursive: true, force: true });
+    }
   }
 
   private viewPath(container: Container): string {

@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   strata::InitTree(env, exports);
   strata::InitBtrfs(env, exports);
   strata::InitDm(env, exports);
+  strata::InitResolve(env, exports);
   return exports;
 }
 
