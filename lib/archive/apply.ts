@@ -149,7 +149,7 @@ export async function applyLayerArchive(
 
   const signalOption = options.signal ? { signal: options.signal } : {};
   try {
-    if (compression === 'gzip') await pipeline(compressed(), createGunzip(), sink, signalOption);
+    if (compression === 'gzip') await pipeline(compressed(), createGunzip({ chunkSize: 1 << 20 }), sink, signalOption);
     else if (compression === 'zstd') await pipeline(compressed(), createZstdDecompressor(), sink, signalOption);
     else await pipeline(compressed(), sink, signalOption);
   } catch (error) {

@@ -180,17 +180,19 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
     if (max == 0)
       ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "The \"maxBytes\" argument must be > 0");
     ThrowIfBusy(info.Env(), busy_);
-    auto out = std::make_shared<std::string>();
+    // Uninitialized memory: the exporter overwrites what it hands out.
+    auto out = std::shared_ptr<char>(new char[max], std::default_delete<char[]>());
+    auto produced = std::make_shared<size_t>(0);
     auto* job = new Job(
         info.Env(), Value(), info.Env().Undefined(), &busy_,
-        [this, out, max] {
-          out->reserve(max);
-          bool done = false;
-          return exporter_.Read(max, *out, done);
-        },
-        [out](Napi::Env env) -> Napi::Value {
-          if (out->empty()) return env.Null();
-          return StringBuffer(env, std::move(*out));
+        [this, out, produced, max] { return exporter_.Read(out.get(), max, *produced); },
+        [out, produced](Napi::Env env) -> Napi::Value {
+          if (*produced == 0) return env.Null();
+          // The Buffer shares ownership of the memory.
+          auto* owner = new std::shared_ptr<char>(out);
+          return Napi::Buffer<char>::New(env, out.get(), *produced,
+                                         [](Napi::Env, char*, std::shared_ptr<char>* o) { delete o; },
+                                         owner);
         },
         [this](std::string& c, std::string& m, std::string& e) {
           c = exporter_.problem().code;

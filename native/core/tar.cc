@@ -1011,7 +1011,7 @@ Failure TarApplier::Finish(TarStats& stats, std::string& split) {
   }
   if (syncfs(root_.get()) != 0) return SysProblem(Fail(errno, "syncfs", ""), "");
   stats = stats_;
-  split = split_.Serialize();
+  split = split_.Take();
   return Ok();
 }
 

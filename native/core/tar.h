@@ -2,6 +2,12 @@
 // chunk by chunk, while recording its tar-split. Every path is resolved inside
 // the directory by fds (openat2 RESOLVE_IN_ROOT for parents, the final
 // component never followed), so hostile archives cannot touch anything outside.
+//
+// End of stream: like Go's archive/tar (hence Docker), one zero block ends the
+// archive; a second block must then be zero too; bytes after the end blocks
+// are kept in the tar-split. A stream that stops at a header boundary without
+// any zero block is rejected as truncated (Go would accept it; a cut layer
+// would otherwise look complete when no DiffID is known).
 #pragma once
 #include <cstdint>
 #include <map>
