@@ -20,6 +20,7 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
   }
   const hash = createHash('sha256');
   let exporter: TarExporter;
+  let ahead: Promise<Buffer | null> | undefined;
   return new Readable({
     highWaterMark: 2 * READ_BYTES,
     construct(callback) {
@@ -37,9 +38,14 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
       }
     },
     read() {
-      exporter.read(READ_BYTES).then(
+      // One native read runs ahead while this chunk is hashed and consumed.
+      const current = ahead ?? exporter.read(READ_BYTES);
+      ahead = undefined;
+      current.then(
         (chunk) => {
           if (chunk) {
+            ahead = exporter.read(READ_BYTES);
+            ahead.catch(() => {}); // its error surfaces at the next read()
             hash.update(chunk);
             this.push(chunk);
             return;

@@ -814,7 +814,9 @@ Failure TarApplier::SetMetadata(int parent, const std::string& name, int fd) {
     int r = fd >= 0 ? fsetxattr(fd, key.c_str(), value.data(), value.size(), 0)
                     : lsetxattr((ProcPath(parent) + "/" + name).c_str(), key.c_str(),
                                 value.data(), value.size(), 0);
-    if (r != 0) return SysProblem(Fail(errno, "setxattr", e.path, key), e.name);
+    // As Docker: EPERM (e.g. user.* on a symlink, or a restricted userns) is
+    // not fatal; anything else (ENOTSUP included) is.
+    if (r != 0 && errno != EPERM) return SysProblem(Fail(errno, "setxattr", e.path, key), e.name);
   }
   if (e.type == '5') {
     dir_times_[e.path] = Times{e.atime_sec, e.mtime_sec, e.atime_nsec, e.mtime_nsec};
@@ -855,6 +857,9 @@ Failure TarApplier::CreateEntry() {
     dir_times_[""] = Times{e.atime_sec, e.mtime_sec, e.atime_nsec, e.mtime_nsec};
     return skip_payload();
   }
+
+  // AUFS metadata at the top (.wh..wh.plnk, .wh..wh.aufs) is not content.
+  if (e.path.compare(0, 8, ".wh..wh.") == 0 && e.path != ".wh..wh..opq") return skip_payload();
 
   size_t slash = e.path.rfind('/');
   std::string parent = slash == std::string::npos ? "" : e.path.substr(0, slash);

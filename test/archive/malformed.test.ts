@@ -127,4 +127,14 @@ describe('applyLayerArchive with malformed archives', function () {
     const st = lstatSync(join(dir, 'pax-path'), { bigint: true });
     expect([st.uid, st.gid, st.mtimeNs]).to.deep.equal([4000000000n, 7n, 1234567890123456789n]);
   });
+
+  it('sets xattrs from SCHILY and LIBARCHIVE records, and skips the ones the kernel refuses with EPERM', async function () {
+    const { xattrsBelow } = await import('../support/tar-builder.js');
+    const dir = await roundTrips(buildTar([
+      { name: 'f', data: 'x', pax: { 'SCHILY.xattr.user.a': Buffer.from([0, 1, 2, 255]), 'LIBARCHIVE.xattr.user.b%3Dc': Buffer.from('hi').toString('base64') } },
+      { name: 'l', type: '2', linkname: 'f', pax: { 'SCHILY.xattr.user.refused': 'x' } },
+    ]));
+    expect(xattrsBelow(dir)['f']).to.deep.equal({ 'user.a': '0x000102ff', 'user.b\\075c': '0x6869' });
+    expect(xattrsBelow(dir)['l']).to.equal(undefined);
+  });
 });

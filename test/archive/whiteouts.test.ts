@@ -19,6 +19,9 @@ const layer: TarEntry[] = [
   { name: 'opaque/newdir/file', data: 'new too' },
   { name: '.wh.gone', uid: 12, gid: 34 },
   { name: 'etc/.wh.never-existed' },
+  { name: '.wh..wh.plnk/', type: '5' },
+  { name: '.wh..wh.plnk/123.456', data: 'aufs hard link target' },
+  { name: '.wh..wh.aufs', data: '' },
 ];
 
 /** The parent layer's content, as vfs/btrfs copy it before applying. */
@@ -54,6 +57,8 @@ describe('applyLayerArchive whiteouts', function () {
     expect(xattrsBelow(dir)['opaque']).to.deep.equal({ 'trusted.overlay.opaque': '0x79' });
     expect(readdirSync(join(dir, 'opaque')).sort()).to.deep.equal(['new', 'newdir']);
     expect(result.entries).to.equal(layer.length);
+    expect(existsSync(join(dir, '.wh..wh.plnk'))).to.equal(false);
+    expect(existsSync(join(dir, '.wh..wh.aufs'))).to.equal(false);
     expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(tar);
   });
 
