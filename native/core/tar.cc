@@ -157,6 +157,10 @@ Failure TarApplier::SysProblem(Failure f, const std::string& entry) {
 Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode) {
   root_ = Fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_.valid()) return Fail(errno, "open", dir);
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlink(ProcPath(root_.get()).c_str(), buf, PATH_MAX);
+  if (n < 0) return Fail(errno, "readlink", ProcPath(root_.get()));
+  root_path_.assign(buf, static_cast<size_t>(n));
   mode_ = mode;
   return Ok();
 }
@@ -621,13 +625,35 @@ Failure TarApplier::CheckSegments() {
   return Ok();
 }
 
-Failure TarApplier::OpenParent(const std::string& parent, const std::string& entry, int& fd) {
+// The path of an fd's directory relative to the root, with symlinks resolved,
+// so that each file is known under one name whichever way the archive
+// reached it.
+Failure TarApplier::RelativePath(int fd, const std::string& entry, std::string& out) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlink(ProcPath(fd).c_str(), buf, PATH_MAX);
+  if (n < 0) return SysProblem(Fail(errno, "readlink", ProcPath(fd)), entry);
+  std::string abs(buf, static_cast<size_t>(n));
+  std::string prefix = root_path_ == "/" ? "/" : root_path_ + "/";
+  if (abs == root_path_) {
+    out.clear();
+  } else if (abs.compare(0, prefix.size(), prefix) == 0) {
+    out = abs.substr(prefix.size());
+  } else {
+    return Problem("ERR_ARCHIVE_UNSAFE_PATH", entry, "parent directory resolves outside the layer");
+  }
+  return Ok();
+}
+
+Failure TarApplier::OpenParent(const std::string& parent, const std::string& entry, int& fd,
+                               std::string& real) {
   if (parent.empty()) {
     fd = root_.get();
+    real.clear();
     return Ok();
   }
   if (cache_valid_ && cached_parent_ == parent) {
     fd = cached_parent_fd_.get();
+    real = cached_parent_real_;
     return Ok();
   }
   Fd opened(OpenInRoot(root_.get(), parent, O_PATH | O_DIRECTORY));
@@ -647,8 +673,12 @@ Failure TarApplier::OpenParent(const std::string& parent, const std::string& ent
         int at = previous.valid() ? previous.get() : root_.get();
         if (mkdirat(at, part.c_str(), 0755) != 0)
           return SysProblem(Fail(errno, "mkdirat", prefix), entry);
-        added_.insert(prefix);
         next = Fd(OpenInRoot(root_.get(), prefix, O_PATH | O_DIRECTORY));
+        std::string created;
+        if (next.valid()) {
+          if (Failure f = RelativePath(next.get(), entry, created)) return f;
+          added_.insert(created);
+        }
       }
       if (!next.valid()) return SysProblem(Fail(errno, "openat2", prefix), entry);
       previous = std::move(next);
@@ -656,8 +686,10 @@ Failure TarApplier::OpenParent(const std::string& parent, const std::string& ent
     opened = std::move(previous);
   }
   if (!opened.valid()) return SysProblem(Fail(errno, "openat2", parent), entry);
+  if (Failure f = RelativePath(opened.get(), entry, real)) return f;
   cached_parent_fd_ = std::move(opened);
   cached_parent_ = parent;
+  cached_parent_real_ = real;
   cache_valid_ = true;
   fd = cached_parent_fd_.get();
   return Ok();
@@ -767,10 +799,11 @@ Failure TarApplier::RemoveNotAdded(int dir, const std::string& path) {
   return Ok();
 }
 
-Failure TarApplier::ApplyWhiteout(const std::string& parent, const std::string& name) {
+Failure TarApplier::ApplyWhiteout(const std::string& archive_parent, const std::string& name) {
   const Entry& e = entry_;
   int pfd;
-  if (Failure f = OpenParent(parent, e.name, pfd)) return f;
+  std::string parent;
+  if (Failure f = OpenParent(archive_parent, e.name, pfd, parent)) return f;
   if (name == ".wh..wh..opq") {
     if (mode_ == WhiteoutMode::Overlay) {
       if (setxattr(ProcPath(pfd).c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0)
@@ -870,7 +903,9 @@ Failure TarApplier::CreateEntry() {
   }
 
   int pfd;
-  if (Failure f = OpenParent(parent, e.name, pfd)) return f;
+  std::string real_parent;
+  if (Failure f = OpenParent(parent, e.name, pfd, real_parent)) return f;
+  e.path = Join(real_parent, name);
   if (e.type != '5') dir_times_.erase(e.path);
   bool kept_dir = false;
 

@@ -83,7 +83,9 @@ class TarApplier {
   Failure ParsePax(const std::string& data, std::map<std::string, std::string>& into,
                    std::vector<std::pair<std::string, std::string>>* ordered);
   Failure NormalizePath(const std::string& raw, const std::string& entry, std::string& out);
-  Failure OpenParent(const std::string& parent, const std::string& entry, int& fd);
+  Failure RelativePath(int fd, const std::string& entry, std::string& out);
+  Failure OpenParent(const std::string& parent, const std::string& entry, int& fd,
+                     std::string& real);
   Failure RemoveExisting(int parent, const std::string& name, const std::string& path,
                          bool keep_dir, bool& kept_dir);
   Failure RemoveTree(int parent, const std::string& name, const std::string& path);
@@ -97,6 +99,7 @@ class TarApplier {
   void Record(const uint8_t* data, size_t size) { split_.AddRaw(data, size); }
 
   Fd root_;
+  std::string root_path_;  // as /proc/self/fd shows it, for RelativePath
   WhiteoutMode mode_ = WhiteoutMode::Overlay;
   State state_ = State::Header;
   TarProblem problem_;
@@ -127,7 +130,7 @@ class TarApplier {
   ContentChecksum checksum_;
 
   // Parent directory cache: most entries share the previous entry's parent.
-  std::string cached_parent_;
+  std::string cached_parent_, cached_parent_real_;
   Fd cached_parent_fd_;
   bool cache_valid_ = false;
 

@@ -111,6 +111,19 @@ describe('applyLayerArchive with malformed archives', function () {
     expect(readFileSync(join(dir, 'e/kept'), 'utf8')).to.equal('kept');
   });
 
+  it('knows a file reached through a symlinked directory by its real path', async function () {
+    const dir = await roundTrips(buildTar([
+      { name: 'usr/lib/', type: '5' },
+      { name: 'lib', type: '2', linkname: 'usr/lib' },
+      { name: 'lib/libc.so', data: 'written through the symlink' },
+      { name: 'usr/lib/libc.so', data: 'replaced by its real name' },
+      { name: 'lib/sub/deep', data: 'created parents through the symlink' },
+      { name: 'usr/lib/sub', data: 'file replacing that parent' },
+    ]));
+    expect(readFileSync(join(dir, 'usr/lib/libc.so'), 'utf8')).to.equal('replaced by its real name');
+    expect(readFileSync(join(dir, 'usr/lib/sub'), 'utf8')).to.equal('file replacing that parent');
+  });
+
   it('reads GNU long names and links and PAX overrides', async function () {
     const longName = `${'dir/'.repeat(40)}${'n'.repeat(200)}`;
     const tar = buildTar([
