@@ -82,11 +82,27 @@ export async function applyLayerArchive(
   if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
     throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
   }
-  options.signal?.throwIfAborted();
+  const source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  try {
+    options.signal?.throwIfAborted();
+    return await applyFrom(source, dir, options);
+  } catch (error) {
+    // Closes the input (a file stream's fd) even if reading never started.
+    (input as { destroy?: () => void }).destroy?.();
+    throw error;
+  } finally {
+    await source.return?.();
+  }
+}
+
+async function applyFrom(
+  source: AsyncIterator<Uint8Array>,
+  dir: string,
+  options: ApplyOptions,
+): Promise<ApplyResult> {
   const applier = new TarApplier(dir, options.whiteouts);
 
   // Reads until the first 4 bytes are known, to pick the decompressor.
-  const source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   let compressedRead = 0;
   const head: Buffer[] = [];
   let headSize = 0;

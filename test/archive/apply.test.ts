@@ -158,6 +158,20 @@ describe('applyLayerArchive with archives from GNU tar', function () {
     }
   });
 
+  it('closes the input stream when applying fails', async function () {
+    const work = scratchDir(each, 'close');
+    const archive = join(work, 'bad.tar');
+    writeFileSync(archive, Buffer.alloc(4096, 'x'));
+    const stream = createReadStream(archive);
+    const error = await applyLayerArchive(stream, work, { whiteouts: 'overlay' }).catch((e: unknown) => e);
+    expect(error).to.include({ code: 'ERR_ARCHIVE_CORRUPT' });
+    expect(stream.destroyed).to.equal(true);
+    const unopened = createReadStream(archive);
+    const missing = await applyLayerArchive(unopened, join(work, 'missing'), { whiteouts: 'overlay' }).catch((e: unknown) => e);
+    expect(missing).to.include({ code: 'ENOENT' });
+    expect(unopened.destroyed).to.equal(true);
+  });
+
   it('rejects a DiffID mismatch', async function () {
     const work = scratchDir(each, 'digest');
     const archive = join(work, 'layer.tar');
