@@ -50,6 +50,11 @@ function detectCompression(head: Buffer): ApplyResult['compression'] {
   return 'none';
 }
 
+function zstdError(error: unknown): ArchiveError {
+  const why = error instanceof Error ? error.message : String(error);
+  return new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${why}`, { cause: error });
+}
+
 /** fzstd's streaming decoder as a Transform. */
 function createZstdDecompressor(): Transform {
   let decoder: Decompress | undefined;
@@ -60,7 +65,7 @@ function createZstdDecompressor(): Transform {
         decoder.push(chunk);
         callback();
       } catch (error) {
-        callback(new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${String(error)}`, { cause: error }));
+        callback(zstdError(error));
       }
     },
     flush(this: Transform, callback: TransformCallback) {
@@ -68,7 +73,7 @@ function createZstdDecompressor(): Transform {
         decoder?.push(new Uint8Array(0), true);
         callback();
       } catch (error) {
-        callback(new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${String(error)}`, { cause: error }));
+        callback(zstdError(error));
       }
     },
   });
@@ -170,7 +175,7 @@ async function applyFrom(
     else await pipeline(compressed(), sink, signalOption);
   } catch (error) {
     if (pending) await pending.catch(() => {});
-    if (error instanceof Error && (error as { code?: unknown }).code === 'Z_DATA_ERROR') {
+    if (error instanceof Error && /^Z_/.test(String((error as { code?: unknown }).code))) {
       throw new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad gzip data: ${error.message}`, { cause: error });
     }
     throw error;

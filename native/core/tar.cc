@@ -186,13 +186,12 @@ Failure TarApplier::Write(const uint8_t* data, size_t size) {
         } else if (state_ == State::SparseExt) {
           f = OnSparseExtBlock();
         } else {
-          bool complete = false;
           if (payload_remaining_ < 512) {
             state_ = State::Failed;
             return Problem("ERR_ARCHIVE_CORRUPT", entry_.name, "truncated sparse map");
           }
           payload_remaining_ -= 512;
-          f = OnSparseMapBlock(complete);
+          f = OnSparseMapBlock();
         }
         if (f) {
           state_ = State::Failed;
@@ -294,8 +293,7 @@ Failure TarApplier::OnHeader() {
     ext_data_.clear();
     ext_data_.reserve(static_cast<size_t>(size));
     ext_remaining_ = static_cast<uint64_t>(size) + PaddingFor(static_cast<uint64_t>(size));
-    // The logical size is kept to strip the padding afterwards.
-    payload_remaining_ = static_cast<uint64_t>(size);
+    ext_size_ = static_cast<uint64_t>(size);  // to strip the padding afterwards
     state_ = State::ExtData;
     if (ext_remaining_ == 0) return OnExtData();
     return Ok();
@@ -328,8 +326,7 @@ Failure TarApplier::ParsePax(const std::string& data,
 }
 
 Failure TarApplier::OnExtData() {
-  ext_data_.resize(static_cast<size_t>(payload_remaining_));
-  payload_remaining_ = 0;
+  ext_data_.resize(static_cast<size_t>(ext_size_));
   char type = ext_type_;
   state_ = State::Header;
   if (type == 'L' || type == 'K') {
@@ -576,7 +573,7 @@ Failure TarApplier::OnSparseExtBlock() {
 
 // PAX sparse 1.0: the data starts with "count\n" and count "offset\nlength\n"
 // pairs, padded to a block boundary.
-Failure TarApplier::OnSparseMapBlock(bool& complete) {
+Failure TarApplier::OnSparseMapBlock() {
   sparse_map_text_.append(reinterpret_cast<const char*>(block_), 512);
   if (sparse_map_text_.size() > kMaxSparseMapText)
     return Problem("ERR_ARCHIVE_CORRUPT", entry_.name, "sparse map is too large");
@@ -602,7 +599,6 @@ Failure TarApplier::OnSparseMapBlock(bool& complete) {
     }
     pos = nl + 1;
   }
-  complete = true;
   for (size_t i = 1; i < numbers.size(); i += 2)
     entry_.segments.push_back(SparseSegment{numbers[i], numbers[i + 1]});
   sparse_map_text_.clear();

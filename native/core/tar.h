@@ -11,7 +11,6 @@
 #pragma once
 #include <cstdint>
 #include <map>
-#include <set>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -77,7 +76,7 @@ class TarApplier {
   Failure OnHeader();
   Failure OnSparseExtBlock();
   Failure OnExtData();
-  Failure OnSparseMapBlock(bool& complete);
+  Failure OnSparseMapBlock();
   Failure StartEntry();
   Failure CheckSegments();
   Failure ParsePax(const std::string& data, std::map<std::string, std::string>& into,
@@ -117,7 +116,7 @@ class TarApplier {
   std::vector<std::pair<std::string, std::string>> pax_ordered_;
   char ext_type_ = 0;
   std::string ext_data_;
-  uint64_t ext_remaining_ = 0;
+  uint64_t ext_size_ = 0, ext_remaining_ = 0;  // data bytes; data + padding left
 
   Entry entry_;
   uint8_t header_[512];  // the entry's own header, kept for sparse extensions

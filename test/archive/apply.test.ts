@@ -150,8 +150,21 @@ describe('applyLayerArchive with archives from GNU tar', function () {
     });
   }
 
-  it('rejects corrupt gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
-    for (const head of [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9, 9, 9])]) {
+  it('rejects corrupt and truncated gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
+    const work = scratchDir(each, 'cut');
+    const archive = join(work, 'layer.tar');
+    run('tar', ['-cf', archive, '-C', source, 'etc', 'big.bin']);
+    run('gzip', ['-k', archive]);
+    run('zstd', ['-q', '-k', archive]);
+    const gz = readFileSync(`${archive}.gz`);
+    const zst = readFileSync(`${archive}.zst`);
+    const inputs = [
+      Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]),
+      Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9, 9, 9]),
+      gz.subarray(0, gz.length - 9),
+      zst.subarray(0, zst.length >> 1),
+    ];
+    for (const head of inputs) {
       const dir = scratchDir(each, 'bad');
       const error = await applyLayerArchive(chunked(head), dir, { whiteouts: 'overlay' }).catch((e: unknown) => e);
       expect(error).to.include({ name: 'ArchiveError', code: 'ERR_ARCHIVE_CORRUPT' });
