@@ -92,8 +92,11 @@ export async function applyLayerArchive(
     options.signal?.throwIfAborted();
     return await applyFrom(source, dir, options);
   } catch (error) {
-    // Closes the input (a file stream's fd) even if reading never started.
-    (input as { destroy?: () => void }).destroy?.();
+    // Closes the input (a file stream's fd) even if reading never started;
+    // its own late errors no longer matter once this one is reported.
+    const stream = input as { destroy?: () => void; on?: (event: string, fn: () => void) => void };
+    stream.on?.('error', () => {});
+    stream.destroy?.();
     throw error;
   } finally {
     await source.return?.();

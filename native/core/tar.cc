@@ -18,6 +18,7 @@ namespace {
 constexpr uint64_t kMaxExtensionSize = 16 << 20;  // PAX / GNU long name data
 constexpr uint64_t kMaxSize = 1ULL << 53;         // bigger is not a real file
 constexpr size_t kMaxSparseMapText = 1 << 20;
+constexpr size_t kMaxSparseSegments = 1 << 20;
 
 uint64_t PaddingFor(uint64_t size) { return (512 - size % 512) % 512; }
 
@@ -168,6 +169,7 @@ Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode) {
 Failure TarApplier::Write(const uint8_t* data, size_t size) {
   if (state_ == State::Failed)
     return Problem("ERR_ARCHIVE_STATE", "", "a previous write failed");
+  if (finished_) return Problem("ERR_ARCHIVE_STATE", "", "the archive was already finished");
   while (size > 0) {
     size_t take = 0;
     switch (state_) {
@@ -342,6 +344,11 @@ Failure TarApplier::OnExtData() {
       if (value.empty()) global_pax_.erase(key);
       else global_pax_[key] = value;
     }
+    // Global headers accumulate: bound what a hostile stream can make us keep.
+    size_t kept = 0;
+    for (const auto& [key, value] : global_pax_) kept += key.size() + value.size();
+    if (kept > kMaxExtensionSize)
+      return Problem("ERR_ARCHIVE_CORRUPT", "", "global PAX headers are too large");
     ext_type_ = 0;
     return Ok();
   }
@@ -522,6 +529,8 @@ Failure TarApplier::StartEntry() {
   if (e.sparse) {
     if (!realsize || !parse_u64(*realsize, e.real_size))
       return Problem("ERR_ARCHIVE_CORRUPT", e.name, "sparse file without a valid real size");
+    if (e.segments.size() > kMaxSparseSegments)
+      return Problem("ERR_ARCHIVE_CORRUPT", e.name, "too many sparse segments");
   }
 
   bool old_sparse = e.type == 'S';
@@ -566,6 +575,8 @@ Failure TarApplier::OnSparseExtBlock() {
       return Problem("ERR_ARCHIVE_CORRUPT", entry_.name, "unreadable sparse map");
     entry_.segments.push_back(SparseSegment{static_cast<uint64_t>(off), static_cast<uint64_t>(len)});
   }
+  if (entry_.segments.size() > kMaxSparseSegments)
+    return Problem("ERR_ARCHIVE_CORRUPT", entry_.name, "too many sparse segments");
   if (block_[504]) return Ok();  // more extension blocks follow
   state_ = State::Header;
   return CreateEntry();
@@ -1021,6 +1032,7 @@ Failure TarApplier::FinishFile() {
 }
 
 Failure TarApplier::Finish(TarStats& stats, std::string& split) {
+  if (finished_) return Problem("ERR_ARCHIVE_STATE", "", "the archive was already finished");
   switch (state_) {
     case State::End:
       break;
@@ -1046,6 +1058,7 @@ Failure TarApplier::Finish(TarStats& stats, std::string& split) {
     if (futimens(dir.get(), ts) != 0) return SysProblem(Fail(errno, "futimens", path), path);
   }
   if (syncfs(root_.get()) != 0) return SysProblem(Fail(errno, "syncfs", ""), "");
+  finished_ = true;
   stats = stats_;
   split = split_.Take();
   return Ok();

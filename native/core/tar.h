@@ -101,6 +101,7 @@ class TarApplier {
   std::string root_path_;  // as /proc/self/fd shows it, for RelativePath
   WhiteoutMode mode_ = WhiteoutMode::Overlay;
   State state_ = State::Header;
+  bool finished_ = false;
   TarProblem problem_;
   TarSplitBuilder split_;
   TarStats stats_;

@@ -3,6 +3,7 @@
 // export rebuilds the archive byte-exact.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import {
   createReadStream, linkSync, lstatSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync,
 } from 'node:fs';
@@ -183,6 +184,7 @@ describe('applyLayerArchive with archives from GNU tar', function () {
     const missing = await applyLayerArchive(unopened, join(work, 'missing'), { whiteouts: 'overlay' }).catch((e: unknown) => e);
     expect(missing).to.include({ code: 'ENOENT' });
     expect(unopened.destroyed).to.equal(true);
+    for (const s of [stream, unopened]) if (!s.closed) await once(s, 'close');
   });
 
   it('rejects a DiffID mismatch', async function () {

@@ -68,6 +68,13 @@ describe('applyLayerArchive with malformed archives', function () {
     await fails(tar, 'ERR_ARCHIVE_CORRUPT', /malformed PAX record/);
     await fails(buildTar([{ name: 'L', type: 'L', size: 64 << 20 }]), 'ERR_ARCHIVE_CORRUPT', /too large/);
     await fails(buildTar([{ name: 'x', pax: { mtime: 'yesterday' } }]), 'ERR_ARCHIVE_CORRUPT', "entry 'x': bad PAX mtime");
+    const global = paxData({ comment: 'g'.repeat(9 << 20) });
+    const globals = Buffer.concat([0, 1].map((i) => {
+      const data = paxData({ [`comment${i}`]: 'g'.repeat(9 << 20) });
+      return Buffer.concat([tarHeader({ name: 'g', type: 'g' }, data.length), data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+    }));
+    expect(global.length).to.be.above(9 << 20);
+    await fails(Buffer.concat([globals, buildTar([file])]), 'ERR_ARCHIVE_CORRUPT', 'global PAX headers are too large');
   });
 
   it('rejects streams cut inside a header, inside data, or before the end blocks', async function () {

@@ -67,6 +67,14 @@ describe('native tar applier and exporter', function () {
     expect(() => new TarApplier(join(dir, 'nope'), 'overlay')).to.throw().with.property('code', 'ENOENT');
   });
 
+  it('refuses to write or finish after finishing', async function () {
+    const applier = new TarApplier(scratchDir(cleanups), 'overlay');
+    await applier.write(tar);
+    await applier.finish();
+    expect(await applier.write(tar).catch((e: unknown) => e)).to.include({ code: 'ERR_ARCHIVE_STATE' });
+    expect(await applier.finish().catch((e: unknown) => e)).to.include({ code: 'ERR_ARCHIVE_STATE' });
+  });
+
   describe('argument validation', function () {
     it('throws TypeErrors instead of crashing', async function () {
       const { native } = await import('../../lib/native/binding.js');
