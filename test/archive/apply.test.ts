@@ -92,6 +92,8 @@ describe('applyLayerArchive with archives from GNU tar', function () {
       const bytes = readFileSync(archive);
       const result = await applyLayerArchive(createReadStream(archive), dir, { whiteouts: 'overlay' });
       expect(result.diffId).to.equal(sha256(bytes));
+      const sum = execFileSync('sha256sum', [archive], { encoding: 'utf8' }).split(' ')[0];
+      expect(result.diffId).to.equal(`sha256:${sum}`);
       expect(result.tarSize).to.equal(bytes.length);
       expect(result.compression).to.equal('none');
       expect(snapshot(dir)).to.deep.equal(snapshot(expected));
