@@ -48,7 +48,21 @@ void ContentChecksum::Update(const uint8_t* data, size_t size) {
     Block(tail_);
     tail_size_ = 0;
   }
-  for (; size >= 32; data += 32, size -= 32) Block(data);
+  // Lanes in locals: uint8_t data may alias the members, which would force a
+  // store and reload of every lane per block.
+  uint64_t a = lanes_[0], b = lanes_[1], c = lanes_[2], d = lanes_[3];
+  for (; size >= 32; data += 32, size -= 32) {
+    uint64_t w[4];
+    memcpy(w, data, 32);
+    a = Mix(a, w[0]);
+    b = Mix(b, w[1]);
+    c = Mix(c, w[2]);
+    d = Mix(d, w[3]);
+  }
+  lanes_[0] = a;
+  lanes_[1] = b;
+  lanes_[2] = c;
+  lanes_[3] = d;
   memcpy(tail_, data, size);
   tail_size_ = size;
 }
