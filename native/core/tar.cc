@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -19,6 +20,7 @@ constexpr uint64_t kMaxExtensionSize = 16 << 20;  // PAX / GNU long name data
 constexpr uint64_t kMaxSize = 1ULL << 53;         // bigger is not a real file
 constexpr size_t kMaxSparseMapText = 1 << 20;
 constexpr size_t kMaxSparseSegments = 1 << 20;
+constexpr uint64_t kWritePiece = 128 << 10;
 
 uint64_t PaddingFor(uint64_t size) { return (512 - size % 512) % 512; }
 
@@ -996,7 +998,9 @@ Failure TarApplier::WritePayload(const uint8_t* data, size_t size) {
     if (segment_ >= segments.size())
       return Problem("ERR_ARCHIVE_CORRUPT", entry_.name, "more data than the sparse map holds");
     const SparseSegment& seg = segments[segment_];
-    size_t take = static_cast<size_t>(std::min<uint64_t>(size, seg.length - done_in_segment_));
+    // Pieces small enough that the checksum leaves them in cache for the copy.
+    size_t take = static_cast<size_t>(
+        std::min<uint64_t>({static_cast<uint64_t>(size), seg.length - done_in_segment_, kWritePiece}));
     checksum_.Update(data, take);
     size_t written = 0;
     while (written < take) {
