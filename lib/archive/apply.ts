@@ -149,25 +149,23 @@ async function applyFrom(
   let batch: Buffer[] = [];
   let batchSize = 0;
   // Waits for the previous write, then starts this one without waiting for it.
-  const send = async (chunk: Buffer) => {
-    hash.update(chunk);
-    tarSize += chunk.length;
+  const send = async () => {
+    const chunks = batch;
+    batch = [];
+    batchSize = 0;
     if (pending) await pending;
-    pending = applier.write(chunk);
+    pending = applier.write(chunks);
     pending.catch(() => {}); // awaited by the next send or at the end
   };
   const sink = async (tar: AsyncIterable<Buffer>) => {
     for await (const chunk of tar) {
+      hash.update(chunk);
+      tarSize += chunk.length;
       batch.push(chunk);
       batchSize += chunk.length;
-      if (batchSize >= BATCH_BYTES) {
-        const whole = batch.length === 1 ? chunk : Buffer.concat(batch, batchSize);
-        batch = [];
-        batchSize = 0;
-        await send(whole);
-      }
+      if (batchSize >= BATCH_BYTES) await send();
     }
-    if (batchSize > 0) await send(Buffer.concat(batch, batchSize));
+    if (batchSize > 0) await send();
     if (pending) await pending;
   };
 

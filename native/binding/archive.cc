@@ -1,6 +1,7 @@
 // TarApplier and TarExporter as JS classes whose blocking methods run on the
 // libuv pool and return promises; one call in flight per object.
 #include <memory>
+#include <vector>
 
 #include "../core/tar.h"
 #include "../core/tar_split.h"
@@ -114,13 +115,33 @@ class Applier : public Napi::ObjectWrap<Applier> {
   }
 
  private:
+  // write(chunk | chunks[]): applies the bytes in order. An array saves the
+  // caller from concatenating small chunks.
   Napi::Value Write(const Napi::CallbackInfo& info) {
-    Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
+    Napi::Value arg = info.Length() > 0 ? info[0] : info.Env().Undefined();
+    std::vector<std::pair<const uint8_t*, size_t>> pieces;
+    if (arg.IsArray()) {
+      Napi::Array array = arg.As<Napi::Array>();
+      for (uint32_t i = 0; i < array.Length(); i++) {
+        Napi::Value item = array.Get(i);
+        if (!item.IsBuffer())
+          ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE",
+                        "The \"chunk\" argument must be a Buffer or an array of Buffers");
+        auto buffer = item.As<Napi::Buffer<uint8_t>>();
+        pieces.emplace_back(buffer.Data(), buffer.Length());
+      }
+    } else {
+      Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
+      pieces.emplace_back(chunk.Data(), chunk.Length());
+    }
     ThrowIfBusy(info.Env(), busy_);
-    const uint8_t* data = chunk.Data();
-    size_t size = chunk.Length();
     auto* job = new Job(
-        info.Env(), Value(), chunk, &busy_, [this, data, size] { return applier_.Write(data, size); },
+        info.Env(), Value(), arg, &busy_,
+        [this, pieces = std::move(pieces)] {
+          for (const auto& [data, size] : pieces)
+            if (Failure f = applier_.Write(data, size)) return f;
+          return Ok();
+        },
         nullptr, [this](std::string& c, std::string& m, std::string& e) { Problem(c, m, e); });
     job->Queue();
     return job->Promise();

@@ -43,6 +43,17 @@ describe('native tar applier and exporter', function () {
     });
   }
 
+  it('applies an array of chunks in order', async function () {
+    const dir = scratchDir(cleanups);
+    const applier = new TarApplier(dir, 'overlay');
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < tar.length; at += 700) pieces.push(tar.subarray(at, at + 700));
+    await applier.write(pieces.slice(0, 3));
+    await applier.write(pieces.slice(3));
+    expect((await applier.finish()).entries).to.equal(4);
+    expect(readFileSync(join(dir, 'dir/file'), 'utf8')).to.equal('z'.repeat(3000));
+  });
+
   it('refuses a second call while one is running, and writes after a failure', async function () {
     const dir = scratchDir(cleanups);
     const applier = new TarApplier(dir, 'remove');
@@ -88,6 +99,7 @@ describe('native tar applier and exporter', function () {
         ['bad whiteout mode', () => new native.TarApplier(dir, 'bogus' as 'overlay')],
         ['missing chunk', () => (applier.write as unknown as () => unknown)()],
         ['string chunk', () => applier.write('abc' as unknown as Buffer)],
+        ['array with a non-buffer', () => applier.write([Buffer.alloc(1), 'x' as unknown as Buffer])],
         ['non-buffer split', () => new native.TarExporter(dir, 'x' as unknown as Buffer)],
         ['zero maxBytes', () => exporter.read(0)],
         ['fractional maxBytes', () => exporter.read(1.5)],
