@@ -259,7 +259,7 @@ Failure TarApplier::OnHeader() {
   bool zero = true;
   for (size_t i = 0; i < 512 && zero; i++) zero = block_[i] == 0;
   if (zero) {
-    if (ext_type_ || has_long_name_ || has_long_link_ || !pax_.empty())
+    if (pending_extension_)
       return Problem("ERR_ARCHIVE_CORRUPT", "",
                      "end-of-archive block right after an extension header");
     if (++zero_blocks_ == 2) state_ = State::End;
@@ -351,11 +351,9 @@ Failure TarApplier::OnExtData() {
     for (const auto& [key, value] : global_pax_) kept += key.size() + value.size();
     if (kept > kMaxExtensionSize)
       return Problem("ERR_ARCHIVE_CORRUPT", "", "global PAX headers are too large");
-    ext_type_ = 0;
     return Ok();
   }
-  // Keeps ext_type_ set so a zero block right after is detected as corrupt.
-  ext_type_ = 'x';
+  pending_extension_ = true;
   ext_data_.clear();
   return Ok();
 }
@@ -558,7 +556,7 @@ Failure TarApplier::StartEntry() {
   long_link_.clear();
   pax_.clear();
   pax_ordered_.clear();
-  ext_type_ = 0;
+  pending_extension_ = false;
   entry_ = std::move(e);
 
   if (old_sparse && header_[482]) {
@@ -1044,7 +1042,7 @@ Failure TarApplier::Finish(TarStats& stats, std::string& split) {
       if (block_fill_ == 0 && zero_blocks_ > 0) break;
       if (block_fill_ > 0)
         return Problem("ERR_ARCHIVE_TRUNCATED", "", "the stream ends inside a header");
-      if (ext_type_ || has_long_name_ || has_long_link_)
+      if (pending_extension_)
         return Problem("ERR_ARCHIVE_TRUNCATED", "", "the stream ends after an extension header");
       return Problem("ERR_ARCHIVE_TRUNCATED", "",
                      "the stream ends without an end-of-archive block");

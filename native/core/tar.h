@@ -115,7 +115,8 @@ class TarApplier {
   bool has_long_name_ = false, has_long_link_ = false;
   std::map<std::string, std::string> pax_, global_pax_;
   std::vector<std::pair<std::string, std::string>> pax_ordered_;
-  char ext_type_ = 0;
+  bool pending_extension_ = false;  // an L/K/x header awaits its entry
+  char ext_type_ = 0;               // of the extension being read
   std::string ext_data_;
   uint64_t ext_size_ = 0, ext_remaining_ = 0;  // data bytes; data + padding left
 
