@@ -21,7 +21,7 @@ const self = fileURLToPath(import.meta.url);
 async function child(mode: string, tar: string, dir: string, splitFile: string): Promise<void> {
   const start = performance.now();
   if (mode === 'apply') {
-    const result = await applyLayerArchive(createReadStream(tar, { highWaterMark: 1 << 20 }), dir, { whiteouts: 'overlay' });
+    const result = await applyLayerArchive(createReadStream(tar), dir, { whiteouts: 'overlay' });
     writeFileSync(splitFile, JSON.stringify({ diffId: result.diffId, split: result.tarSplit.toString('base64') }));
   } else {
     const { diffId, split } = JSON.parse((await import('node:fs')).readFileSync(splitFile, 'utf8')) as {
