@@ -43,6 +43,9 @@ function makeTree(root: string): void {
   mkdirSync(long, { recursive: true });
   writeFileSync(join(long, `${'c'.repeat(200)}.txt`), 'long name\n');
   symlinkSync('t'.repeat(180), join(root, 'longlink'));
+  // Fits ustar only through its prefix field.
+  mkdirSync(join(root, 'p'.repeat(90)));
+  writeFileSync(join(root, 'p'.repeat(90), 'q'.repeat(40)), 'prefixed\n');
   const ping = join(root, 'ping');
   writeFileSync(ping, 'binary');
   run('chmod', ['755', ping]);
