@@ -34,15 +34,22 @@ async function child(mode: string, tar: string, dir: string, splitFile: string):
     }
   }
   const seconds = (performance.now() - start) / 1000;
-  process.stdout.write(JSON.stringify({ seconds, maxRssMb: process.resourceUsage().maxRSS / 1024 }));
+  const splitBytes = mode === 'apply' ? (await import('node:fs')).statSync(splitFile).size : 0;
+  process.stdout.write(JSON.stringify({ seconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
 }
 
-function runChild(mode: string, tar: string, dir: string, splitFile: string): { seconds: number; maxRssMb: number } {
+interface ChildResult {
+  seconds: number;
+  maxRssMb: number;
+  splitBytes: number;
+}
+
+function runChild(mode: string, tar: string, dir: string, splitFile: string): ChildResult {
   const out = spawnSync(process.execPath, ['--import', 'tsx', self, '--child', mode, tar, dir, splitFile], {
     encoding: 'utf8',
   });
   if (out.status !== 0) throw new Error(`child ${mode} failed: ${out.stderr}`);
-  return JSON.parse(out.stdout) as { seconds: number; maxRssMb: number };
+  return JSON.parse(out.stdout) as ChildResult;
 }
 
 function timed(fn: () => void): number {
@@ -114,6 +121,7 @@ async function main(): Promise<void> {
       mkdirSync(byUs);
       const splitFile = join(base, 'split.json');
       const applied = runChild('apply', tar, byUs, splitFile);
+      if (run === 0) console.log(`tar-split: ${(applied.splitBytes * 3 / 4 / 1024).toFixed(0)} KiB deflated`);
       applyTimes.push(applied.seconds);
       rss.push(applied.maxRssMb);
       const exported = runChild('export', tar, byUs, splitFile);
