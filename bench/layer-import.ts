@@ -20,9 +20,11 @@ const self = fileURLToPath(import.meta.url);
 /** Child mode: one timed operation in a fresh process, so its peak RSS is its own. */
 async function child(mode: string, tar: string, dir: string, splitFile: string): Promise<void> {
   const start = performance.now();
+  let splitBytes = 0;
   if (mode === 'apply') {
     const result = await applyLayerArchive(createReadStream(tar), dir, { whiteouts: 'overlay' });
     writeFileSync(splitFile, JSON.stringify({ diffId: result.diffId, split: result.tarSplit.toString('base64') }));
+    splitBytes = result.tarSplit.length;
   } else {
     const { diffId, split } = JSON.parse((await import('node:fs')).readFileSync(splitFile, 'utf8')) as {
       diffId: string;
@@ -34,7 +36,6 @@ async function child(mode: string, tar: string, dir: string, splitFile: string):
     }
   }
   const seconds = (performance.now() - start) / 1000;
-  const splitBytes = mode === 'apply' ? (await import('node:fs')).statSync(splitFile).size : 0;
   process.stdout.write(JSON.stringify({ seconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
 }
 
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
       mkdirSync(byUs);
       const splitFile = join(base, 'split.json');
       const applied = runChild('apply', tar, byUs, splitFile);
-      if (run === 0) console.log(`tar-split: ${(applied.splitBytes * 3 / 4 / 1024).toFixed(0)} KiB deflated`);
+      if (run === 0) console.log(`tar-split: ${(applied.splitBytes / 1024).toFixed(0)} KiB deflated`);
       applyTimes.push(applied.seconds);
       rss.push(applied.maxRssMb);
       const exported = runChild('export', tar, byUs, splitFile);
