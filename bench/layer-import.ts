@@ -19,6 +19,7 @@ const self = fileURLToPath(import.meta.url);
 
 /** Child mode: one timed operation in a fresh process, so its peak RSS is its own. */
 async function child(mode: string, tar: string, dir: string, splitFile: string): Promise<void> {
+  const cpuAtStart = process.cpuUsage();
   let seconds: number;
   let splitBytes = 0;
   if (mode === 'apply') {
@@ -35,11 +36,15 @@ async function child(mode: string, tar: string, dir: string, splitFile: string):
     }
     seconds = (performance.now() - start) / 1000;
   }
-  process.stdout.write(JSON.stringify({ seconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
+  const cpu = process.cpuUsage(cpuAtStart);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
 }
 
 interface ChildResult {
   seconds: number;
+  /** CPU time of all the child's threads during the operation. */
+  cpuSeconds: number;
   maxRssMb: number;
   splitBytes: number;
 }
@@ -52,10 +57,12 @@ function runChild(mode: string, tar: string, dir: string, splitFile: string): Ch
   return JSON.parse(out.stdout) as ChildResult;
 }
 
-function timed(fn: () => void): number {
-  const start = performance.now();
-  fn();
-  return (performance.now() - start) / 1000;
+/** Wall and CPU seconds of a shell command, from GNU time. */
+function timedShell(command: string, scratch: string): { seconds: number; cpuSeconds: number } {
+  const report = join(scratch, 'time.txt');
+  execFileSync('/usr/bin/time', ['-f', '%e %U %S', '-o', report, 'sh', '-c', command]);
+  const [wall, user, system] = readFileSync(report, 'utf8').trim().split(' ').map(Number);
+  return { seconds: wall!, cpuSeconds: user! + system! };
 }
 
 function median(values: number[]): number {
@@ -103,6 +110,8 @@ async function main(): Promise<void> {
     rmSync(tree, { recursive: true });
 
     const tarTimes: number[] = [];
+    const tarCpu: number[] = [];
+    const applyCpu: number[] = [];
     const applyTimes: number[] = [];
     const tarcTimes: number[] = [];
     const exportTimes: number[] = [];
@@ -112,8 +121,10 @@ async function main(): Promise<void> {
       execFileSync('sync', ['-f', base]);
       const byTar = join(base, `tar-${run}`);
       mkdirSync(byTar);
-      tarTimes.push(timed(() => execFileSync('sh', ['-c', `tar -xf "${tar}" -C "${byTar}" && sync -f "${byTar}"`])));
-      tarcTimes.push(timed(() => execFileSync('sh', ['-c', `tar -cf - -C "${byTar}" . | cat > /dev/null`])));
+      const extracted = timedShell(`tar -xf "${tar}" -C "${byTar}" && sync -f "${byTar}"`, base);
+      tarTimes.push(extracted.seconds);
+      tarCpu.push(extracted.cpuSeconds);
+      tarcTimes.push(timedShell(`tar -cf - -C "${byTar}" . | cat > /dev/null`, base).seconds);
       rmSync(byTar, { recursive: true });
 
       execFileSync('sync', ['-f', base]);
@@ -123,6 +134,7 @@ async function main(): Promise<void> {
       const applied = runChild('apply', tar, byUs, splitFile);
       if (run === 0) console.log(`tar-split: ${(applied.splitBytes / 1024).toFixed(0)} KiB deflated`);
       applyTimes.push(applied.seconds);
+      applyCpu.push(applied.cpuSeconds);
       rss.push(applied.maxRssMb);
       const exported = runChild('export', tar, byUs, splitFile);
       exportTimes.push(exported.seconds);
@@ -134,6 +146,9 @@ async function main(): Promise<void> {
         `${name}: ours ${median(ours).toFixed(3)} s, ${what} ${median(theirs).toFixed(3)} s, ratio ${(median(ours) / median(theirs)).toFixed(2)}x (median of ${runs})`,
       );
     report('import', applyTimes, tarTimes, 'tar -x + syncfs');
+    console.log(
+      `import CPU: ours ${median(applyCpu).toFixed(3)} s (all threads), tar -x ${median(tarCpu).toFixed(3)} s`,
+    );
     console.log(`import peak RSS: ${median(rss).toFixed(0)} MB (median), max ${Math.max(...rss).toFixed(0)} MB`);
     report('export', exportTimes, tarcTimes, 'tar -c | cat');
     console.log(`export peak RSS: ${median(exportRss).toFixed(0)} MB (median)`);
