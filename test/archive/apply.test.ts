@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 import { applyLayerArchive } from '../../lib/archive/apply.js';
 import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
-import { chunked, exportBuffer, sha256, snapshot, xattrsBelow } from '../support/tar-builder.js';
+import { buildTar, chunked, exportBuffer, sha256, snapshot, xattrsBelow } from '../support/tar-builder.js';
 
 // cap_net_bind_service+ep, as a v2 security.capability value.
 const CAPABILITY = '0x0100000200040000000000000000000000000000';
@@ -215,5 +215,20 @@ describe('applyLayerArchive with archives from GNU tar', function () {
     const error = await applyLayerArchive(chunked(Buffer.alloc(1024)), work, { whiteouts: 'overlay', signal: controller.signal })
       .catch((e: unknown) => e);
     expect(error).to.have.property('name', 'AbortError');
+
+    const midway = new AbortController();
+    const tar = buildTar([{ name: 'big', data: Buffer.alloc(3 << 20, 1) }]);
+    async function* slowly(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < tar.length; at += 65536) {
+        await new Promise((resolve) => setImmediate(resolve));
+        yield tar.subarray(at, at + 65536);
+      }
+    }
+    const stopped = await applyLayerArchive(slowly(), scratchDir(each, 'midway'), {
+      whiteouts: 'overlay',
+      signal: midway.signal,
+      onProgress: (n) => n > 200_000 && midway.abort(),
+    }).catch((e: unknown) => e);
+    expect(stopped).to.have.property('name', 'AbortError');
   });
 });
