@@ -84,12 +84,13 @@ export async function applyLayerArchive(
   dir: string,
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
-    throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
-  }
-  const source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  let source: AsyncIterator<Uint8Array> | undefined;
   try {
+    if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
+      throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
+    }
     options.signal?.throwIfAborted();
+    source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
     return await applyFrom(source, dir, options);
   } catch (error) {
     // Closes the input (a file stream's fd) even if reading never started;
@@ -99,7 +100,7 @@ export async function applyLayerArchive(
     stream.destroy?.();
     throw error;
   } finally {
-    await source.return?.();
+    await source?.return?.();
   }
 }
 
