@@ -1040,8 +1040,9 @@ Failure TarApplier::Finish(TarStats& stats, std::string& split) {
       break;
     case State::Header:
       if (block_fill_ == 0 && zero_blocks_ > 0) break;
-      if (block_fill_ > 0)
-        return Problem("ERR_ARCHIVE_TRUNCATED", "", "the stream ends inside a header");
+      if (block_fill_ > 0)  // names the entry when its name field arrived
+        return Problem("ERR_ARCHIVE_TRUNCATED", block_fill_ >= 100 ? Field(block_, 0, 100) : "",
+                       "the stream ends inside a header");
       if (pending_extension_)
         return Problem("ERR_ARCHIVE_TRUNCATED", "", "the stream ends after an extension header");
       return Problem("ERR_ARCHIVE_TRUNCATED", "",

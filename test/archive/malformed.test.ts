@@ -80,7 +80,8 @@ describe('applyLayerArchive with malformed archives', function () {
   it('rejects streams cut inside a header, inside data, or before the end blocks', async function () {
     const whole = buildTar([file, { name: 'second', data: 'y' }]);
     await fails(whole.subarray(0, 700), 'ERR_ARCHIVE_TRUNCATED', "entry 'file': the stream ends inside this entry");
-    await fails(whole.subarray(0, 1536 + 100), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends inside a header');
+    await fails(whole.subarray(0, 1536 + 100), 'ERR_ARCHIVE_TRUNCATED', "entry 'second': the stream ends inside a header");
+    await fails(whole.subarray(0, 1536 + 50), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends inside a header');
     await fails(whole.subarray(0, 2560), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends without an end-of-archive block');
     await fails(Buffer.alloc(0), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends without an end-of-archive block');
     const pax = paxData({ path: 'long' });
