@@ -120,6 +120,8 @@ class Applier : public Napi::ObjectWrap<Applier> {
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Value arg = info.Length() > 0 ? info[0] : info.Env().Undefined();
     std::vector<std::pair<const uint8_t*, size_t>> pieces;
+    // A private array keeps the Buffers alive even if the caller's array changes.
+    Napi::Array held = Napi::Array::New(info.Env());
     if (arg.IsArray()) {
       Napi::Array array = arg.As<Napi::Array>();
       for (uint32_t i = 0; i < array.Length(); i++) {
@@ -129,14 +131,16 @@ class Applier : public Napi::ObjectWrap<Applier> {
                         "The \"chunk\" argument must be a Buffer or an array of Buffers");
         auto buffer = item.As<Napi::Buffer<uint8_t>>();
         pieces.emplace_back(buffer.Data(), buffer.Length());
+        held.Set(i, buffer);
       }
     } else {
       Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
       pieces.emplace_back(chunk.Data(), chunk.Length());
+      held.Set(0u, chunk);
     }
     ThrowIfBusy(info.Env(), busy_);
     auto* job = new Job(
-        info.Env(), Value(), arg, &busy_,
+        info.Env(), Value(), held, &busy_,
         [this, pieces = std::move(pieces)] {
           for (const auto& [data, size] : pieces)
             if (Failure f = applier_.Write(data, size)) return f;
