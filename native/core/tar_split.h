@@ -21,7 +21,9 @@
 //     0x00 END     no more records
 // The checksum is a fast 64-bit hash of the emitted payload (ContentChecksum)
 // that names the changed file when the directory no longer matches; the
-// stream's sha256 against the DiffID remains the real check.
+// stream's sha256 against the DiffID remains the real check. Paths are the
+// files' real paths (symlinked parents resolved). lib/archive hands the
+// serialized form out raw-deflated (zlib deflateRaw, level 1).
 #pragma once
 #include <cstdint>
 #include <string>
