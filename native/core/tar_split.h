@@ -88,7 +88,7 @@ class TarSplitBuilder {
 
 // Why an export stopped: `code` is ERR_LAYER_CONTENT_CHANGED for a directory
 // that no longer matches, ERR_ARCHIVE_SPLIT_CORRUPT for a bad tar-split, or
-// empty for a plain syscall failure (then `failure` says which).
+// empty for a plain syscall failure (then the returned Failure says which).
 struct ExportProblem {
   std::string code;
   std::string message;
