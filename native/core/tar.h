@@ -3,6 +3,15 @@
 // the directory by fds (openat2 RESOLVE_IN_ROOT for parents, the final
 // component never followed), so hostile archives cannot touch anything outside.
 //
+// Docker-compatible choices: a leading "/" is dropped (paths are relative to
+// the root); ".." is resolved lexically and an escape is ERR_ARCHIVE_UNSAFE_PATH;
+// missing parents are created root-owned 0755; a later entry replaces an
+// earlier one at the same path, except that a directory over a directory
+// keeps its contents; hard links take their target's metadata; numeric ids
+// are used, names ignored; an xattr refused with EPERM is skipped; top-level
+// AUFS metadata (.wh..wh.*) is skipped; access times are never older than
+// modification times.
+//
 // End of stream: like Go's archive/tar (hence Docker), one zero block ends the
 // archive; a second block must then be zero too; bytes after the end blocks
 // are kept in the tar-split. A stream that stops at a header boundary without
