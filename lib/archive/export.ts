@@ -20,6 +20,8 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
   }
   const hash = createHash('sha256');
   let exporter: TarExporter | undefined;
+  let ahead: Promise<Buffer | null> | undefined;
+  // The native read being consumed; with `ahead`, what close() must wait for.
   let reading: Promise<unknown> = Promise.resolve();
   return new Readable({
     highWaterMark: 2 * READ_BYTES,
@@ -38,9 +40,15 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
       }
     },
     read() {
-      reading = exporter!.read(READ_BYTES).then(
+      // One native read runs ahead while this chunk is hashed and consumed.
+      const current = ahead ?? exporter!.read(READ_BYTES);
+      ahead = undefined;
+      reading = current;
+      current.then(
         (chunk) => {
           if (chunk) {
+            ahead = exporter!.read(READ_BYTES);
+            ahead.catch(() => {}); // its error surfaces at the next read()
             hash.update(chunk);
             this.push(chunk);
             return;
@@ -62,7 +70,7 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
     },
     // At the end, on error or when the reader gives up: release the fds once no read is under way.
     destroy(error, callback) {
-      reading.finally(() => {
+      void Promise.allSettled([reading, ahead]).then(() => {
         exporter?.close();
         callback(error);
       });

@@ -36,8 +36,11 @@ export class TarApplier {
     this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts));
   }
 
-  /** Parses and applies the next bytes; wait for it before the next call. */
-  write(chunk: Buffer): Promise<void> {
+  /**
+   * Parses and applies the next bytes (one Buffer, or several in order);
+   * wait for it before the next call, and leave the Buffers unchanged until then.
+   */
+  write(chunk: Buffer | readonly Buffer[]): Promise<void> {
     return converted(this.inner.write(chunk));
   }
 
