@@ -67,4 +67,6 @@ export interface StorageDriver {
   viewMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec | null;
   /** The container's changes against its layer; `view` shows its tree. */
   changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]>;
+  /** Releases what the driver keeps active in the kernel (devicemapper's devices), for Store.shutdown. */
+  release?(): Promise<void>;
 }
