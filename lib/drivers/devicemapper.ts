@@ -281,6 +281,7 @@ export class DevicemapperDriver implements StorageDriver {
   private async snapshot(key: string, origin: string): Promise<void> {
     const originId = this.ids.lookup(origin);
     if (originId === undefined) throw new StoreError('ERR_LAYER_UNKNOWN', `devicemapper: no thin device for ${origin}`);
+    await this.pool.requireSpace();
     const id = this.ids.reserve(key);
     await this.pool.createSnapshot(id, originId, this.deviceName(origin));
     await this.pool.activateThin(this.deviceName(key), id, this.config.baseSize);

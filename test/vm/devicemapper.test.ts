@@ -5,7 +5,7 @@
 // device, loop device or mount behind.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { createReadStream, existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fsyncSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { createDevice, listDevices, loadTable, removeDevice, targetMessage, targetStatus } from '../../lib/native/dm.js';
@@ -174,6 +174,51 @@ describe('devicemapper (in the VM)', function () {
       store = await open();
       expect(readFileSync(join(store.containers.layout(store.containers.get(c.id)!).upper, 'kept'), 'utf8')).to.equal('k');
       expect(await store.containers.changes(c.id)).to.deep.equal([{ kind: 'A', path: '/kept' }]);
+    });
+
+    it('retries a busy mount on removal, then names it', async function () {
+      const layer = await importTree('busy', { file: 'f' });
+      const fd = openSync(join(store.layers.chainDirs(layer.chainId)[0]!, 'file'), 'r');
+      try {
+        const error = await store.layers.remove(layer.chainId).then(
+          () => expect.fail('expected a refusal'),
+          (e: { code?: string; message: string }) => e,
+        );
+        expect(error.code).to.equal('ERR_DRIVER_BUSY');
+        expect(error.message).to.equal(`devicemapper: the mount ${join(root, 'devicemapper/mnt', layer.cacheId)} stays busy (in use by a process or a mount)`);
+      } finally {
+        closeSync(fd);
+      }
+    });
+
+    it('refuses new devices on a pool out of data space, with a clear error, until space is freed', async function () {
+      await store.shutdown();
+      // A fresh store whose pool (96 MiB) is smaller than its devices (256 MiB).
+      root = join(await tmpfsDir(cleanups, '1g'), 'store');
+      store = await open({ ...SMALL, 'dm.loopdatasize': '96M' });
+      const layer = await importTree('small', { a: 'a' });
+      const hog = await store.containers.create(layer.chainId);
+      const fd = openSync(join(await store.containers.mount(hog.id), 'hog'), 'w');
+      try {
+        // error_if_no_space: the write-back fails at once rather than queueing.
+        expect(() => {
+          for (let i = 0; i < 160; i++) writeSync(fd, Buffer.alloc(1 << 20, 1));
+          fsyncSync(fd);
+        }).to.throw(/EIO|ENOSPC/);
+      } finally {
+        closeSync(fd);
+      }
+      const refusal = await store.containers.create(layer.chainId).then(
+        () => expect.fail('expected a refusal'),
+        (e: { code?: string; message: string }) => e,
+      );
+      expect(refusal.code).to.equal('ERR_DRIVER_NO_SPACE');
+      expect(refusal.message).to.match(new RegExp(`^devicemapper: the thin pool ${poolName()} is out of data space: data 96 of 96 MiB`));
+      expect(store.containers.list()).to.have.length(1);
+      expect(sorted(await poolIds())).to.deep.equal(sorted(metadataIds().values()));
+
+      await store.containers.remove(hog.id, { force: true });
+      await store.containers.create(layer.chainId);
     });
 
     it('refuses options the pool cannot change, and unknown ones', async function () {

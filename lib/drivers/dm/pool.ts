@@ -56,8 +56,8 @@ export async function retryBusy<T>(what: string, fn: () => Promise<T>): Promise<
       return await fn();
     } catch (error) {
       if (errorCode(error) !== 'EBUSY') throw error;
-      if (attempt === 20) throw new StoreError('ERR_DRIVER_BUSY', `devicemapper: ${what} stays busy (in use by a process or a mount)`);
-      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      if (attempt === 10) throw new StoreError('ERR_DRIVER_BUSY', `devicemapper: ${what} stays busy (in use by a process or a mount)`);
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
     }
   }
 }
@@ -90,9 +90,11 @@ export class ThinPool {
       const [metadata, data] = await this.backingDevices(fresh);
       const dataSectors = Math.floor(blockDeviceSize(data) / SECTOR / BLOCK_SECTORS) * BLOCK_SECTORS;
       // Low-water mark: Docker's 32768 blocks, less on a small pool. Block
-      // zeroing skipped: every device has a filesystem that tracks what it wrote.
+      // zeroing skipped: every device has a filesystem that tracks what it
+      // wrote. error_if_no_space: a full pool fails writes at once instead
+      // of queueing them for a minute, so the layer being written fails.
       const lowWater = Math.min(32768, Math.floor(dataSectors / BLOCK_SECTORS / 8));
-      const params = `${metadata} ${data} ${BLOCK_SECTORS} ${lowWater} 1 skip_block_zeroing`;
+      const params = `${metadata} ${data} ${BLOCK_SECTORS} ${lowWater} 2 skip_block_zeroing error_if_no_space`;
       await createDevice(this.name);
       try {
         await loadTable(this.name, [{ start: 0, length: dataSectors, type: 'thin-pool', params }]);
@@ -154,6 +156,20 @@ export class ThinPool {
       mode: mode ?? 'Fail',
       needsCheck: needsCheck === 'needs_check',
     };
+  }
+
+  /** Refuses new devices on a pool that is out of space (or read-only after running out of metadata). */
+  async requireSpace(): Promise<void> {
+    const status = await this.status();
+    const full = status.mode === 'out_of_data_space' || status.dataUsed >= status.dataTotal;
+    if (!full && status.mode === 'rw') return;
+    const space = (used: number, total: number) => `${Math.round(used / 2 ** 20)} of ${Math.round(total / 2 ** 20)} MiB`;
+    throw new StoreError(
+      'ERR_DRIVER_NO_SPACE',
+      `devicemapper: the thin pool ${this.name} is ${full ? 'out of data space' : `${status.mode} (metadata full or failed)`}: ` +
+        `data ${space(status.dataUsed, status.dataTotal)}, metadata ${space(status.metadataUsed, status.metadataTotal)} used; ` +
+        'remove layers or containers, or give the pool bigger devices',
+    );
   }
 
   /**
