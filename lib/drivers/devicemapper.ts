@@ -23,7 +23,7 @@ import { mount, unmount } from '../native/mount.js';
 import { StoreError } from '../store/errors.js';
 import { isMountPoint, mountsBelow } from '../system/mountinfo.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
-import { MAX_THIN_ID, removeDeviceRetrying, retryBusy, ThinPool, type PoolBacking } from './dm/pool.js';
+import { BLOCK_SECTORS, MAX_THIN_ID, removeDeviceRetrying, retryBusy, SECTOR, ThinPool, type PoolBacking } from './dm/pool.js';
 
 const run = promisify(execFile);
 
@@ -99,8 +99,8 @@ export class DevicemapperDriver implements StorageDriver {
     await mkdir(join(this.home, 'rootfs'), { recursive: true, mode: 0o700 });
     const backing = this.config.backing;
     if (backing.mode === 'loop') await mkdir(dirname(backing.dataFile), { recursive: true, mode: 0o700 });
-    if (fresh) writeFileSync(this.configFile, JSON.stringify(this.config, null, 2));
     await this.pool.activate(fresh);
+    if (fresh) writeFileSync(this.configFile, JSON.stringify(this.config, null, 2));
     await this.ensureBase();
     const strays = await this.deleteStrays();
     const missing = await this.activateAll();
@@ -228,7 +228,7 @@ export class DevicemapperDriver implements StorageDriver {
     const backing = this.config.backing;
     const status: DriverStatus = [
       ['Pool Name', this.config.pool],
-      ['Pool Blocksize', formatBytes(64 * 1024)],
+      ['Pool Blocksize', formatBytes(BLOCK_SECTORS * SECTOR)],
       ['Base Device Size', formatBytes(this.config.baseSize)],
       ['Backing Filesystem', this.config.fs],
       ...(backing.mode === 'loop'

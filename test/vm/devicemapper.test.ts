@@ -8,11 +8,12 @@ import { spawn } from 'node:child_process';
 import { closeSync, createReadStream, existsSync, fsyncSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { createDevice, listDevices, loadTable, removeDevice, targetMessage, targetStatus } from '../../lib/native/dm.js';
+import { createDevice, deviceStatus, listDevices, loadTable, removeDevice, suspendDevice, targetMessage, targetStatus } from '../../lib/native/dm.js';
 import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
 import { unmount } from '../../lib/native/mount.js';
 import type { Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
+import { strata } from '../support/cli.js';
 import { conformance, type Setup } from '../support/conformance.js';
 import { Cleanups, isRoot, mountsBelow, requireFeature, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { tarOf, writeTree } from '../support/trees.js';
@@ -174,6 +175,22 @@ describe('devicemapper (in the VM)', function () {
       store = await open();
       expect(readFileSync(join(store.containers.layout(store.containers.get(c.id)!).upper, 'kept'), 'utf8')).to.equal('k');
       expect(await store.containers.changes(c.id)).to.deep.equal([{ kind: 'A', path: '/kept' }]);
+    });
+
+    it('shows the pool in strata info, and resumes a device a dead process left suspended', async function () {
+      const layer = await importTree('s', { a: 'a' });
+      const device = `${prefix()}-${layer.cacheId}`;
+      await suspendDevice(device);
+      store.close();
+      const info = strata(['--root', root, 'info']);
+      expect(info.code, info.stderr).to.equal(0);
+      expect(info.stdout).to.include(`Storage Driver: devicemapper\n Pool Name: ${poolName()}\n`);
+      expect(info.stdout).to.match(/\n Data Space Used: [\d.]+ MiB\n Data Space Total: 2 GiB\n/);
+      expect(info.stdout, info.stdout).to.match(/\n Metadata Space Used: [\d.]+ [KM]iB\n Metadata Space Total: 64 MiB\n/);
+      expect(info.stdout).to.include('\n Thin Pool Status: rw\n');
+      expect(info.stdout).to.include('\n Layers: 1\n');
+      expect((await deviceStatus(device)).suspended).to.equal(false);
+      store = await open();
     });
 
     it('retries a busy mount on removal, then names it', async function () {

@@ -218,9 +218,14 @@ export class ThinPool {
     }
   }
 
-  /** Makes thin device `thinId` live as /dev/mapper/<name> (kept as it is if already live). */
+  /**
+   * Makes thin device `thinId` live as /dev/mapper/<name>. A live one is kept,
+   * and resumed if a process died while it was suspended for a snapshot.
+   */
   async activateThin(name: string, thinId: number, bytes: number): Promise<string> {
-    if (!(await deviceExists(name))) {
+    if (await deviceExists(name)) {
+      if ((await deviceStatus(name)).suspended) await resumeDevice(name);
+    } else {
       await createDevice(name);
       try {
         await loadTable(name, [{ start: 0, length: bytes / SECTOR, type: 'thin', params: `${this.poolDevice} ${thinId}` }]);
