@@ -89,8 +89,14 @@ export class DevicemapperDriver implements StorageDriver {
   async init(): Promise<DriverStatus> {
     try {
       await dmVersion();
-    } catch {
-      throw new StoreError('ERR_DRIVER_UNSUPPORTED', 'devicemapper: needs device-mapper (not in this kernel; run the VM suite)');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new StoreError(
+        'ERR_DRIVER_UNSUPPORTED',
+        code === 'ENOENT' || code === 'ENODEV' || code === 'ENXIO'
+          ? 'devicemapper: needs device-mapper (not in this kernel; run the VM suite)'
+          : `devicemapper: cannot use device-mapper: ${(error as Error).message}`,
+      );
     }
     const fresh = !existsSync(this.configFile);
     this.config = fresh ? this.newConfig() : this.storedConfig();
