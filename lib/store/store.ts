@@ -23,8 +23,21 @@ export interface StoreOptions {
   root?: string;
   /** The storage driver; defaults to $STRATA_STORAGE_DRIVER, then the one the root already uses, then overlay2. */
   driver?: string;
-  /** Options for the driver, as docker's --storage-opt (devicemapper: dm.datadev, dm.basesize...). */
+  /**
+   * Options for the driver, as docker's --storage-opt (devicemapper: dm.datadev,
+   * dm.basesize...); defaults to $STRATA_STORAGE_OPTS, "key=value,key=value".
+   */
   driverOptions?: Readonly<Record<string, string>>;
+}
+
+function parseStorageOpts(text: string | undefined): Record<string, string> {
+  const options: Record<string, string> = {};
+  for (const item of (text ?? '').split(',').filter(Boolean)) {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new StoreError('ERR_DRIVER_UNSUPPORTED', `storage option "${item}" is not key=value`);
+    options[item.slice(0, at).trim()] = item.slice(at + 1).trim();
+  }
+  return options;
 }
 
 interface DriverContext {
@@ -95,7 +108,7 @@ export class Store {
             (['aufs', 'zfs'].includes(requested) ? ` (${requested} is not available in this kernel or build)` : ''),
         );
       }
-      const { driver, status } = await startDriver(root, pinnedDriver(db, requested), { db, options: options.driverOptions ?? {} });
+      const { driver, status } = await startDriver(root, pinnedDriver(db, requested), { db, options: options.driverOptions ?? parseStorageOpts(process.env.STRATA_STORAGE_OPTS) });
       recordDriver(db, driver.name);
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
       const store = new Store(root, driver, db, recovered, status);

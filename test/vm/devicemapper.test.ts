@@ -193,6 +193,18 @@ describe('devicemapper (in the VM)', function () {
       store = await open();
     });
 
+    it('takes its options from $STRATA_STORAGE_OPTS on the command line', async function () {
+      const other = join(work, 'cli');
+      const env = { STRATA_STORAGE_OPTS: Object.entries({ ...SMALL, 'dm.basesize': '300M' }).map(([k, v]) => `${k}=${v}`).join(',') };
+      const made = strata(['--root', other, '--storage-driver', 'devicemapper', 'layer', 'ls'], { env });
+      cleanups.defer(async () => (await Store.open({ root: other })).shutdown());
+      expect(made.code, made.stderr).to.equal(0);
+      const info = strata(['--root', other, 'info']);
+      expect(info.stdout).to.include('\n Base Device Size: 300 MiB\n');
+      const bad = strata(['--root', join(work, 'bad'), '--storage-driver', 'devicemapper', 'layer', 'ls'], { env: { STRATA_STORAGE_OPTS: 'dm.basesize' } });
+      expect(bad.stderr).to.equal('Error: storage option "dm.basesize" is not key=value\n');
+    });
+
     it('retries a busy mount on removal, then names it', async function () {
       const layer = await importTree('busy', { file: 'f' });
       const fd = openSync(join(store.layers.chainDirs(layer.chainId)[0]!, 'file'), 'r');
