@@ -100,7 +100,7 @@ export class DevicemapperDriver implements StorageDriver {
     }
     const fresh = !existsSync(this.configFile);
     this.config = fresh ? this.newConfig() : this.storedConfig();
-    this.pool = new ThinPool(this.config.pool, this.config.backing);
+    this.pool = new ThinPool(this.config.pool, this.config.backing, join(this.home, 'snapshot.lock'));
     await mkdir(join(this.home, 'mnt'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.home, 'rootfs'), { recursive: true, mode: 0o700 });
     const backing = this.config.backing;

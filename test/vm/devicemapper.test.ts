@@ -205,6 +205,18 @@ describe('devicemapper (in the VM)', function () {
       expect(bad.stderr).to.equal('Error: storage option "dm.basesize" is not key=value\n');
     });
 
+    it('makes snapshots of one layer one at a time, in parallel callers', async function () {
+      const layer = await importTree('p', { 'etc/hosts': 'h\n' });
+      const made = await Promise.all([1, 2, 3, 4].map(() => store.containers.create(layer.chainId)));
+      for (const c of made) {
+        expect(readFileSync(join(await store.containers.mount(c.id), 'etc/hosts'), 'utf8')).to.equal('h\n');
+        expect((await deviceStatus(`${prefix()}-${c.cacheId}`)).suspended).to.equal(false);
+      }
+      expect((await deviceStatus(`${prefix()}-${layer.cacheId}`)).suspended).to.equal(false);
+      expect(existsSync(join(root, 'devicemapper/snapshot.lock'))).to.equal(false);
+      expect(sorted(await poolIds())).to.deep.equal(sorted(metadataIds().values()));
+    });
+
     it('retries a busy mount on removal, then names it', async function () {
       const layer = await importTree('busy', { file: 'f' });
       const fd = openSync(join(store.layers.chainDirs(layer.chainId)[0]!, 'file'), 'r');

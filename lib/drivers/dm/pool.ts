@@ -15,6 +15,7 @@ import {
 } from '../../native/dm.js';
 import { attachLoop, detachLoop, listLoops } from '../../native/loop.js';
 import { StoreError } from '../../store/errors.js';
+import { withLockFile } from './lock.js';
 
 export const SECTOR = 512;
 /** Docker's default pool block: 128 sectors, 64 KiB. */
@@ -78,6 +79,8 @@ export class ThinPool {
   constructor(
     readonly name: string,
     readonly backing: PoolBacking,
+    /** The lock file that serialises snapshots. */
+    private readonly snapshotLock: string,
   ) {}
 
   /**
@@ -195,16 +198,22 @@ export class ThinPool {
     await targetMessage(this.name, `create_thin ${thinId}`);
   }
 
-  /** A snapshot of `originId`; an active origin (`originName`) is suspended meanwhile so the snapshot is consistent. */
+  /**
+   * A snapshot of `originId`; an active origin (`originName`) is suspended
+   * meanwhile so the snapshot is consistent. Snapshots are made one at a
+   * time across processes: another's resume would thaw the origin mid-way.
+   */
   async createSnapshot(thinId: number, originId: number, originName: string): Promise<void> {
     await this.raiseHighWater(thinId);
-    const active = await deviceExists(originName);
-    if (active) await suspendDevice(originName);
-    try {
-      await targetMessage(this.name, `create_snap ${thinId} ${originId}`);
-    } finally {
-      if (active) await resumeDevice(originName);
-    }
+    await withLockFile(this.snapshotLock, async () => {
+      const active = await deviceExists(originName);
+      if (active) await suspendDevice(originName);
+      try {
+        await targetMessage(this.name, `create_snap ${thinId} ${originId}`);
+      } finally {
+        if (active) await resumeDevice(originName);
+      }
+    });
   }
 
   /** Deletes a thin id; false when the pool has no such device (ENODATA). */
