@@ -100,15 +100,15 @@ export class DevicemapperDriver implements StorageDriver {
     }
     const fresh = !existsSync(this.configFile);
     this.config = fresh ? this.newConfig() : this.storedConfig();
-    this.pool = new ThinPool(this.config.pool, this.config.backing, join(this.home, 'snapshot.lock'));
+    this.pool = new ThinPool(this.config.pool, this.config.backing, join(this.home, 'pool.lock'));
     await mkdir(join(this.home, 'mnt'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.home, 'rootfs'), { recursive: true, mode: 0o700 });
     const backing = this.config.backing;
     if (backing.mode === 'loop') await mkdir(dirname(backing.dataFile), { recursive: true, mode: 0o700 });
     await this.pool.activate(fresh);
     if (fresh) writeFileSync(this.configFile, JSON.stringify(this.config, null, 2));
-    await this.ensureBase();
-    const strays = await this.deleteStrays();
+    await this.pool.locked(() => this.ensureBase());
+    const strays = await this.pool.locked(() => this.deleteStrays());
     const missing = await this.activateAll();
     return this.status(strays, missing);
   }
@@ -163,8 +163,13 @@ export class DevicemapperDriver implements StorageDriver {
     return `${this.prefix}-${key}`;
   }
 
-  /** The base thin device with an empty filesystem, made once (again if a crash left it half-made). */
+  /**
+   * The base thin device with an empty filesystem, made once (again if a
+   * crash left it half-made); under the pool's lock, so the config is read
+   * again: another process may have made it meanwhile.
+   */
   private async ensureBase(): Promise<void> {
+    this.config = this.storedConfig();
     if (this.config.baseReady) return;
     const stale = this.ids.lookup(BASE);
     if (stale !== undefined) {

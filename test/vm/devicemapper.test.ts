@@ -213,7 +213,7 @@ describe('devicemapper (in the VM)', function () {
         expect((await deviceStatus(`${prefix()}-${c.cacheId}`)).suspended).to.equal(false);
       }
       expect((await deviceStatus(`${prefix()}-${layer.cacheId}`)).suspended).to.equal(false);
-      expect(existsSync(join(root, 'devicemapper/snapshot.lock'))).to.equal(false);
+      expect(existsSync(join(root, 'devicemapper/pool.lock'))).to.equal(false);
       expect(sorted(await poolIds())).to.deep.equal(sorted(metadataIds().values()));
     });
 

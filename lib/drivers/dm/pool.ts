@@ -79,8 +79,8 @@ export class ThinPool {
   constructor(
     readonly name: string,
     readonly backing: PoolBacking,
-    /** The lock file that serialises snapshots. */
-    private readonly snapshotLock: string,
+    /** The lock file of `locked`. */
+    private readonly lockFile: string,
   ) {}
 
   /**
@@ -193,6 +193,16 @@ export class ThinPool {
     }
   }
 
+  /**
+   * Runs `fn` holding the pool's lock, which every creation of a thin device
+   * takes: a snapshot, the base, and the search for strays (which must not
+   * see a device another process is making).
+   */
+  locked<T>(fn: () => Promise<T>): Promise<T> {
+    return withLockFile(this.lockFile, fn);
+  }
+
+  /** A new empty thin device; call it holding the lock (`locked`). */
   async createThin(thinId: number): Promise<void> {
     await this.raiseHighWater(thinId);
     await targetMessage(this.name, `create_thin ${thinId}`);
@@ -201,11 +211,12 @@ export class ThinPool {
   /**
    * A snapshot of `originId`; an active origin (`originName`) is suspended
    * meanwhile so the snapshot is consistent. Snapshots are made one at a
-   * time across processes: another's resume would thaw the origin mid-way.
+   * time across processes (the lock): another's resume would thaw the
+   * origin mid-way.
    */
   async createSnapshot(thinId: number, originId: number, originName: string): Promise<void> {
-    await this.raiseHighWater(thinId);
-    await withLockFile(this.snapshotLock, async () => {
+    await this.locked(async () => {
+      await this.raiseHighWater(thinId);
       const active = await deviceExists(originName);
       if (active) await suspendDevice(originName);
       try {
