@@ -88,4 +88,6 @@ export interface StorageDriver {
    * count (btrfs qgroups), so sizing needs no tree walk; undefined otherwise.
    */
   writableUsage?(cacheId: string): Promise<number>;
+  /** Releases what the driver keeps active in the kernel (devicemapper's devices), for Store.shutdown. */
+  release?(): Promise<void>;
 }

@@ -89,4 +89,15 @@ export const migrations: readonly string[] = [
     to_path   TEXT NOT NULL
   );
   `,
+  `
+  -- devicemapper: the thin device id of each layer and container (key: its
+  -- cache id; "base" for the base device). A row is committed before its
+  -- thin device is created and deleted after the device is, so every id in
+  -- the pool has a row; a row whose layer never committed is staged work,
+  -- removed with it on the next open.
+  CREATE TABLE dm_devices (
+    key     TEXT PRIMARY KEY,
+    thin_id INTEGER NOT NULL UNIQUE
+  );
+  `,
 ];

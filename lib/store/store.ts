@@ -5,6 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { BtrfsDriver } from '../drivers/btrfs.js';
+import { DevicemapperDriver, type ThinIdRegistry } from '../drivers/devicemapper.js';
 import type { DriverStatus, StorageDriver } from '../drivers/driver.js';
 import { Overlay2Driver } from '../drivers/overlay2.js';
 import { VfsDriver } from '../drivers/vfs.js';
@@ -23,16 +24,60 @@ export interface StoreOptions {
   root?: string;
   /** The storage driver; defaults to $STRATA_STORAGE_DRIVER, then the one the root already uses, then overlay2. */
   driver?: string;
+  /**
+   * Options for the driver, as docker's --storage-opt (devicemapper: dm.datadev,
+   * dm.basesize...); defaults to $STRATA_STORAGE_OPTS, "key=value,key=value".
+   */
+  driverOptions?: Readonly<Record<string, string>>;
 }
 
-const drivers: Record<string, (root: string) => StorageDriver> = {
+function parseStorageOpts(text: string | undefined): Record<string, string> {
+  const options: Record<string, string> = {};
+  for (const item of (text ?? '').split(',').filter(Boolean)) {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new StoreError('ERR_DRIVER_UNSUPPORTED', `storage option "${item}" is not key=value`);
+    options[item.slice(0, at).trim()] = item.slice(at + 1).trim();
+  }
+  return options;
+}
+
+interface DriverContext {
+  db: Db;
+  options: Readonly<Record<string, string>>;
+}
+
+const drivers: Record<string, (root: string, context: DriverContext) => StorageDriver> = {
   overlay2: (root) => new Overlay2Driver(root),
   btrfs: (root) => new BtrfsDriver(root),
+  devicemapper: (root, { db, options }) => new DevicemapperDriver(root, thinIdRegistry(db), options),
   vfs: (root) => new VfsDriver(root),
 };
 
-/** Docker's order of preference when nothing names a driver: the first that works here. */
+/**
+ * Docker's order of preference when nothing names a driver: the first that
+ * works here. devicemapper is used only when named, as Docker did at the end.
+ */
 const PRIORITY = ['overlay2', 'btrfs', 'vfs'];
+
+/** devicemapper's thin ids in the dm_devices table, each change committed on its own. */
+function thinIdRegistry(db: Db): ThinIdRegistry {
+  return {
+    reserve: (key) =>
+      transaction(db, () => {
+        const used = db.prepare('SELECT thin_id FROM dm_devices ORDER BY thin_id').pluck().all() as number[];
+        let id = 0;
+        while (used[id] === id) id++;
+        db.prepare('INSERT INTO dm_devices (key, thin_id) VALUES (?, ?)').run(key, id);
+        return id;
+      }),
+    lookup: (key) => db.prepare('SELECT thin_id FROM dm_devices WHERE key = ?').pluck().get(key) as number | undefined,
+    entries: () =>
+      new Map((db.prepare('SELECT key, thin_id FROM dm_devices ORDER BY thin_id').all() as Array<{ key: string; thin_id: number }>).map((r) => [r.key, r.thin_id])),
+    release: (key) => {
+      transaction(db, () => db.prepare('DELETE FROM dm_devices WHERE key = ?').run(key));
+    },
+  };
+}
 
 export class Store {
   readonly layers: LayerStore;
@@ -63,10 +108,10 @@ export class Store {
         throw new StoreError(
           'ERR_DRIVER_UNSUPPORTED',
           `unknown storage driver "${requested}": use one of ${Object.keys(drivers).join(', ')}` +
-            (['aufs', 'zfs', 'devicemapper'].includes(requested) ? ` (${requested} is not available in this kernel or build)` : ''),
+            (['aufs', 'zfs'].includes(requested) ? ` (${requested} is not available in this kernel or build)` : ''),
         );
       }
-      const { driver, status } = await startDriver(root, pinnedDriver(db, requested));
+      const { driver, status } = await startDriver(root, pinnedDriver(db, requested), { db, options: options.driverOptions ?? parseStorageOpts(process.env.STRATA_STORAGE_OPTS) });
       recordDriver(db, driver.name);
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
       const store = new Store(root, driver, db, recovered, status);
@@ -80,8 +125,22 @@ export class Store {
     }
   }
 
+  /** Closes the metadata; what the driver keeps in the kernel (mounts, devices) stays for the next open. */
   close(): void {
     this.db.close();
+  }
+
+  /**
+   * Closes the store and releases what its driver keeps in the kernel
+   * (devicemapper: mounts, thin devices, the pool, its loop devices). The data
+   * stays on disk; the next open activates it again.
+   */
+  async shutdown(): Promise<void> {
+    try {
+      await this.driver.release?.();
+    } finally {
+      this.db.close();
+    }
   }
 }
 
@@ -111,10 +170,14 @@ function recordDriver(db: Db, name: string): void {
 }
 
 /** Starts the named driver, or the first in Docker's order that works on this host. */
-async function startDriver(root: string, name: string | undefined): Promise<{ driver: StorageDriver; status: DriverStatus }> {
+async function startDriver(
+  root: string,
+  name: string | undefined,
+  context: DriverContext,
+): Promise<{ driver: StorageDriver; status: DriverStatus }> {
   const refusals: string[] = [];
   for (const candidate of name ? [name] : PRIORITY) {
-    const driver = drivers[candidate]!(root);
+    const driver = drivers[candidate]!(root, context);
     try {
       mkdirSync(join(root, driver.name), { recursive: true, mode: 0o700 });
       return { driver, status: await driver.init() };

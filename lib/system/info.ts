@@ -50,7 +50,7 @@ function driverAvailability(backing: BackingFilesystem, overlay: OverlayFeatures
   const devicemapper =
     miscDevices().has('device-mapper') || moduleAvailable('dm_thin_pool')
       ? null
-      : 'no device-mapper in this kernel';
+      : 'needs device-mapper (not in this kernel; run the VM suite)';
   return [
     { name: 'overlay2', available: overlay2 === null, reason: overlay2 ?? `overlayfs on ${backing.type}, up to ${overlay.maxLowers} layers` },
     { name: 'btrfs', available: btrfs === null, reason: btrfs ?? 'subvolume snapshots' },
