@@ -4,14 +4,8 @@ import { join } from 'node:path';
 
 import { native } from '../../lib/native/binding.js';
 import { openInTree } from '../../lib/native/resolve.js';
-import { Cleanups, scratchDir } from '../support/fixtures.js';
+import { Cleanups, rejection, scratchDir } from '../support/fixtures.js';
 
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException,
-  );
-}
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 

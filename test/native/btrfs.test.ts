@@ -19,16 +19,9 @@ import {
   subvolumeId,
   syncFilesystem,
 } from '../../lib/native/btrfs.js';
-import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
-/** What `promise` rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException,
-  );
-}
 
 function openFdCount(): number {
   return readdirSync('/proc/self/fd').length;

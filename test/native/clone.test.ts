@@ -21,16 +21,9 @@ import { promisify } from 'node:util';
 import { native } from '../../lib/native/binding.js';
 import { cloneFile, cloneRange, probeReflink } from '../../lib/native/clone.js';
 import { mknodSync, statfs } from '../../lib/native/fs.js';
-import { Cleanups, isRoot, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
-/** What `promise` rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException,
-  );
-}
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;

@@ -1,5 +1,6 @@
 // Test fixtures that make real kernel objects (directories, tmpfs mounts) and a
 // cleanup stack that releases them, in reverse order, even when a test fails.
+import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,4 +63,12 @@ export function requireFeature(ctx: Mocha.Context, available: boolean, reason: s
     ctx.test?.title && (ctx.test.title += ` (skipped: ${reason})`);
     ctx.skip();
   }
+}
+
+/** What `promise` rejects with; fails the test if it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException & { command?: string }> {
+  return promise.then(
+    () => expect.fail('expected a rejection'),
+    (error: unknown) => error as NodeJS.ErrnoException & { command?: string },
+  );
 }

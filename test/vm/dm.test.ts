@@ -23,7 +23,7 @@ import {
 } from '../../lib/native/dm.js';
 import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
 import { mount, unmount } from '../../lib/native/mount.js';
-import { Cleanups, isRoot, requireFeature, scratchDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, requireFeature, scratchDir } from '../support/fixtures.js';
 import { inVm } from '../support/vm.js';
 
 const run = promisify(execFile);
@@ -78,12 +78,6 @@ async function mountExt4(cleanups: Cleanups, device: string): Promise<string> {
   return dir;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException & { command?: string }> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException & { command?: string },
-  );
-}
 
 async function ourDevices(): Promise<string[]> {
   return (await listDevices()).map((d) => d.name).filter((n) => n.startsWith(prefix));

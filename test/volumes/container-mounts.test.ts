@@ -7,15 +7,9 @@ import { parseMountFlag, parseVolumeFlag } from '../../lib/mounts/spec.js';
 import type { Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
 import { isMountPoint, mountsBelow } from '../../lib/system/mountinfo.js';
-import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { tarOf, writeTree } from '../support/trees.js';
 
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as Error & { code?: string },
-  );
-}
 
 function writeFails(path: string): string | undefined {
   try {

@@ -6,14 +6,8 @@ import { join } from 'node:path';
 import { Store } from '../../lib/store/store.js';
 import { ANONYMOUS_LABEL } from '../../lib/store/volumes.js';
 import { isMountPoint } from '../../lib/system/mountinfo.js';
-import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
 
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as Error & { code?: string },
-  );
-}
 
 function volumeDirs(root: string): string[] {
   return readdirSync(join(root, 'volumes')).sort();
