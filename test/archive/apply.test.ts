@@ -4,13 +4,14 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import {
-  createReadStream, linkSync, lstatSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync,
+  createReadStream, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 
 import { applyLayerArchive } from '../../lib/archive/apply.js';
-import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
+import { Cleanups, isRoot } from '../support/fixtures.js';
 import { chunked, exportBuffer, sha256, snapshot, xattrsBelow } from '../support/tar-builder.js';
+import { userXattrBase } from '../support/vm.js';
 
 // cap_net_bind_service+ep, as a v2 security.capability value.
 const CAPABILITY = '0x0100000200040000000000000000000000000000';
@@ -66,9 +67,17 @@ function tarFlags(format: string): string[] {
 describe('applyLayerArchive with archives from GNU tar', function () {
   const cleanups = new Cleanups();
   let source: string;
-  before(function () {
+  // The trees carry user.* xattrs.
+  let base: string;
+  function scratchOnBase(owner: Cleanups, name: string): string {
+    const dir = mkdtempSync(join(base, `${name}-`));
+    owner.defer(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
+  before(async function () {
     if (!isRoot) this.skip();
-    source = scratchDir(cleanups, 'source');
+    base = await userXattrBase(cleanups);
+    source = scratchOnBase(cleanups, 'source');
     makeTree(source);
   });
   after(() => cleanups.release());
@@ -77,7 +86,7 @@ describe('applyLayerArchive with archives from GNU tar', function () {
 
   for (const format of ['gnu', 'pax', 'ustar']) {
     it(`applies a ${format} archive like tar -x, with DiffID = sha256 and a byte-exact export`, async function () {
-      const work = scratchDir(each, format);
+      const work = scratchOnBase(each, format);
       const archive = join(work, 'layer.tar');
       // ustar can neither hold the long names nor the 64M sparse file's size: leave them out.
       const exclude = format === 'ustar' ? ['--exclude=./aaaa*', '--exclude=./longlink', '--exclude=./sparse'] : [];
@@ -112,7 +121,7 @@ describe('applyLayerArchive with archives from GNU tar', function () {
 
   for (const version of ['0.0', '0.1', '1.0']) {
     it(`applies PAX sparse ${version} files and exports them byte-exact`, async function () {
-      const work = scratchDir(each, 'sparse');
+      const work = scratchOnBase(each, 'sparse');
       const archive = join(work, 'layer.tar');
       run('tar', ['-cf', archive, '--format=pax', '--sparse', `--sparse-version=${version}`, '-C', source, 'sparse', 'big.bin']);
       const dir = join(work, 'applied');
@@ -128,7 +137,7 @@ describe('applyLayerArchive with archives from GNU tar', function () {
 
   for (const [compression, tool] of [['gzip', 'gzip'], ['zstd', 'zstd']] as const) {
     it(`detects and decompresses ${compression}, hashing the uncompressed tar`, async function () {
-      const work = scratchDir(each, compression);
+      const work = scratchOnBase(each, compression);
       const archive = join(work, 'layer.tar');
       run('tar', ['-cf', archive, ...tarFlags('pax'), '-C', source, '.']);
       run(tool, ['-q', '-k', archive]);
@@ -152,14 +161,14 @@ describe('applyLayerArchive with archives from GNU tar', function () {
 
   it('rejects corrupt gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
     for (const head of [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9, 9, 9])]) {
-      const dir = scratchDir(each, 'bad');
+      const dir = scratchOnBase(each, 'bad');
       const error = await applyLayerArchive(chunked(head), dir, { whiteouts: 'overlay' }).catch((e: unknown) => e);
       expect(error).to.include({ name: 'ArchiveError', code: 'ERR_ARCHIVE_CORRUPT' });
     }
   });
 
   it('rejects a DiffID mismatch', async function () {
-    const work = scratchDir(each, 'digest');
+    const work = scratchOnBase(each, 'digest');
     const archive = join(work, 'layer.tar');
     run('tar', ['-cf', archive, '-C', source, 'etc']);
     const dir = join(work, 'applied');
@@ -175,7 +184,7 @@ describe('applyLayerArchive with archives from GNU tar', function () {
   });
 
   it('stops on abort', async function () {
-    const work = scratchDir(each, 'abort');
+    const work = scratchOnBase(each, 'abort');
     const controller = new AbortController();
     controller.abort();
     const error = await applyLayerArchive(chunked(Buffer.alloc(1024)), work, { whiteouts: 'overlay', signal: controller.signal })
