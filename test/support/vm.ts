@@ -6,8 +6,6 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 
 import { setXattrSync } from '../../lib/native/fs.js';
-import { type Cleanups, testBase } from './fixtures.js';
-import { fsImage } from './images.js';
 
 /** True inside scripts/vm-run (which sets STRATA_VM=1). */
 export const inVm = process.env.STRATA_VM === '1';
@@ -45,13 +43,4 @@ export function directIoWorks(dir: string): boolean {
   } finally {
     rmSync(probe, { force: true });
   }
-}
-
-/**
- * A directory to make scratch dirs in (mkdtemp) whose files take user.*
- * xattrs: testBase where they work (the host), else an ext4 image (the VM's
- * /tmp is tmpfs, which has them only since Linux 6.6). Released by `cleanups`.
- */
-export async function userXattrBase(cleanups: Cleanups, size = 512 * 1024 * 1024): Promise<string> {
-  return userXattrsWork(testBase) ? testBase : fsImage(cleanups, 'ext4', { size });
 }
