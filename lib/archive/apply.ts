@@ -50,6 +50,11 @@ function detectCompression(head: Buffer): ApplyResult['compression'] {
   return 'none';
 }
 
+function zstdError(error: unknown): ArchiveError {
+  const why = error instanceof Error ? error.message : String(error);
+  return new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${why}`, { cause: error });
+}
+
 /** fzstd's streaming decoder as a Transform. */
 function createZstdDecompressor(): Transform {
   let decoder: Decompress | undefined;
@@ -60,7 +65,7 @@ function createZstdDecompressor(): Transform {
         decoder.push(chunk);
         callback();
       } catch (error) {
-        callback(new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${String(error)}`, { cause: error }));
+        callback(zstdError(error));
       }
     },
     flush(this: Transform, callback: TransformCallback) {
@@ -68,7 +73,7 @@ function createZstdDecompressor(): Transform {
         decoder?.push(new Uint8Array(0), true);
         callback();
       } catch (error) {
-        callback(new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad zstd data: ${String(error)}`, { cause: error }));
+        callback(zstdError(error));
       }
     },
   });
@@ -79,14 +84,41 @@ export async function applyLayerArchive(
   dir: string,
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
-    throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
+  let source: AsyncIterator<Uint8Array> | undefined;
+  try {
+    if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
+      throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
+    }
+    options.signal?.throwIfAborted();
+    source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+    return await applyFrom(source, dir, options);
+  } catch (error) {
+    // Closes the input (a file stream's fd) even if reading never started;
+    // its own late errors no longer matter once this one is reported.
+    const stream = input as { destroy?: () => void; on?: (event: string, fn: () => void) => void };
+    stream.on?.('error', () => {});
+    stream.destroy?.();
+    throw error;
+  } finally {
+    await source?.return?.();
   }
-  options.signal?.throwIfAborted();
-  const applier = new TarApplier(dir, options.whiteouts);
+}
 
+async function applyFrom(
+  source: AsyncIterator<Uint8Array>,
+  dir: string,
+  options: ApplyOptions,
+): Promise<ApplyResult> {
+  const applier = new TarApplier(dir, options.whiteouts);
+  try {
+    return await applyWith(applier, source, options);
+  } finally {
+    applier.close();
+  }
+}
+
+async function applyWith(applier: TarApplier, source: AsyncIterator<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
   // Reads until the first 4 bytes are known, to pick the decompressor.
-  const source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   let compressedRead = 0;
   const head: Buffer[] = [];
   let headSize = 0;
@@ -125,36 +157,34 @@ export async function applyLayerArchive(
   let batch: Buffer[] = [];
   let batchSize = 0;
   // Waits for the previous write, then starts this one without waiting for it.
-  const send = async (chunk: Buffer) => {
-    hash.update(chunk);
-    tarSize += chunk.length;
+  const send = async () => {
+    const chunks = batch;
+    batch = [];
+    batchSize = 0;
     if (pending) await pending;
-    pending = applier.write(chunk);
+    pending = applier.write(chunks);
     pending.catch(() => {}); // awaited by the next send or at the end
   };
   const sink = async (tar: AsyncIterable<Buffer>) => {
     for await (const chunk of tar) {
+      hash.update(chunk);
+      tarSize += chunk.length;
       batch.push(chunk);
       batchSize += chunk.length;
-      if (batchSize >= BATCH_BYTES) {
-        const whole = batch.length === 1 ? chunk : Buffer.concat(batch, batchSize);
-        batch = [];
-        batchSize = 0;
-        await send(whole);
-      }
+      if (batchSize >= BATCH_BYTES) await send();
     }
-    if (batchSize > 0) await send(Buffer.concat(batch, batchSize));
+    if (batchSize > 0) await send();
     if (pending) await pending;
   };
 
   const signalOption = options.signal ? { signal: options.signal } : {};
   try {
-    if (compression === 'gzip') await pipeline(compressed(), createGunzip(), sink, signalOption);
+    if (compression === 'gzip') await pipeline(compressed(), createGunzip({ chunkSize: 1 << 20 }), sink, signalOption);
     else if (compression === 'zstd') await pipeline(compressed(), createZstdDecompressor(), sink, signalOption);
     else await pipeline(compressed(), sink, signalOption);
   } catch (error) {
     if (pending) await pending.catch(() => {});
-    if (error instanceof Error && (error as { code?: unknown }).code === 'Z_DATA_ERROR') {
+    if (error instanceof Error && /^Z_/.test(String((error as { code?: unknown }).code))) {
       throw new ArchiveError('ERR_ARCHIVE_CORRUPT', `bad gzip data: ${error.message}`, { cause: error });
     }
     throw error;

@@ -19,7 +19,10 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
     throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${expectedDiffId}`);
   }
   const hash = createHash('sha256');
-  let exporter: TarExporter;
+  let exporter: TarExporter | undefined;
+  let ahead: Promise<Buffer | null> | undefined;
+  // The native read being consumed; with `ahead`, what close() must wait for.
+  let reading: Promise<unknown> = Promise.resolve();
   return new Readable({
     highWaterMark: 2 * READ_BYTES,
     construct(callback) {
@@ -37,9 +40,15 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
       }
     },
     read() {
-      exporter.read(READ_BYTES).then(
+      // One native read runs ahead while this chunk is hashed and consumed.
+      const current = ahead ?? exporter!.read(READ_BYTES);
+      ahead = undefined;
+      reading = current;
+      current.then(
         (chunk) => {
           if (chunk) {
+            ahead = exporter!.read(READ_BYTES);
+            ahead.catch(() => {}); // its error surfaces at the next read()
             hash.update(chunk);
             this.push(chunk);
             return;
@@ -58,6 +67,13 @@ export function exportLayerArchive(dir: string, tarSplit: Buffer, expectedDiffId
         },
         (error: unknown) => this.destroy(error as Error),
       );
+    },
+    // At the end, on error or when the reader gives up: release the fds once no read is under way.
+    destroy(error, callback) {
+      void Promise.allSettled([reading, ahead]).then(() => {
+        exporter?.close();
+        callback(error);
+      });
     },
   });
 }

@@ -6,6 +6,8 @@ import { Command, CommanderError } from 'commander';
 import { registerContainer } from './commands/container.js';
 import { registerInfo } from './commands/info.js';
 import { registerLayer } from './commands/layer.js';
+import { registerRun } from './commands/run.js';
+import { registerVolume } from './commands/volume.js';
 import { UsageError } from './output.js';
 
 export function buildProgram(): Command {
@@ -13,10 +15,14 @@ export function buildProgram(): Command {
     .description('Layered container storage: image layers, container layers, storage drivers, volumes')
     .option('--root <dir>', 'store root directory (env STRATA_ROOT)', process.env.STRATA_ROOT ?? '/var/lib/stratafs')
     .option('--storage-driver <name>', 'storage driver to use (env STRATA_STORAGE_DRIVER)', process.env.STRATA_STORAGE_DRIVER)
+    // Options after `run IMAGE` belong to the command run.
+    .enablePositionalOptions()
     .exitOverride();
   registerInfo(program);
   registerLayer(program);
   registerContainer(program);
+  registerVolume(program);
+  registerRun(program);
   return program;
 }
 
@@ -25,7 +31,8 @@ async function main(argv: string[]): Promise<number> {
   program.configureOutput({ writeErr: (text) => process.stderr.write(text) });
   try {
     await program.parseAsync(argv);
-    return 0;
+    // `strata run` passes on its command's exit status.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof CommanderError) {
       // help and version exit 0; commander has already printed its message

@@ -60,3 +60,11 @@ export function parseFormat(value: string): Format {
 
 /** A mistake in how the command was called (exit status 2). */
 export class UsageError extends Error {}
+
+/** A size as docker's units.RAMInBytes reads it: "512m", "10G", "1.5g", "4096" (binary units). */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`invalid size "${text}": use a number with an optional unit (k, m, g, t, p)`);
+  const power = ' kmgtp'.indexOf((match[2] || ' ').toLowerCase());
+  return Math.round(Number(match[1]) * 1024 ** power);
+}

@@ -4,10 +4,19 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { createSubvolume, destroySubvolume, isSubvolume, snapshotSubvolume } from '../native/btrfs.js';
+import {
+  createSubvolume,
+  destroySubvolume,
+  isSubvolume,
+  limitQgroup,
+  qgroupUsage,
+  setQuota,
+  snapshotSubvolume,
+  syncFilesystem,
+} from '../native/btrfs.js';
 import { StoreError } from '../store/errors.js';
 import { probeBackingFilesystem } from '../system/probes.js';
-import type { DriverStatus } from './driver.js';
+import type { DriverStatus, WritableOptions } from './driver.js';
 import { VfsDriver } from './vfs.js';
 
 export class BtrfsDriver extends VfsDriver {
@@ -22,7 +31,10 @@ export class BtrfsDriver extends VfsDriver {
     if (backing.type !== 'btrfs') {
       throw new StoreError('ERR_DRIVER_UNSUPPORTED', `btrfs: the store root is on ${backing.type}, not btrfs`);
     }
-    return [['Backing Filesystem', 'btrfs'], ['Layers', 'subvolume snapshots']];
+    // Quotas give each subvolume a qgroup that counts its exclusive bytes, so
+    // container sizes need no tree walk and size limits are possible.
+    await setQuota(this.home, true);
+    return [['Backing Filesystem', 'btrfs'], ['Layers', 'subvolume snapshots'], ['Quotas', 'on (sizes and limits from qgroups)']];
   }
 
   override layerPath(cacheId: string): string {
@@ -38,6 +50,20 @@ export class BtrfsDriver extends VfsDriver {
   override async removePath(path: string): Promise<void> {
     if (await isSubvolume(path).catch(() => false)) await destroySubvolume(path);
     await super.removePath(path);
+  }
+
+  override async createWritable(cacheId: string, layerCacheId: string, options: WritableOptions): Promise<void> {
+    const dir = this.writable(cacheId).upper;
+    await this.copyOf(this.layerDir(layerCacheId), dir);
+    // The container's own changes (its exclusive bytes) may not exceed the limit.
+    if (options.sizeLimit !== undefined) await limitQgroup(dir, { maxExclusive: options.sizeLimit });
+  }
+
+  /** Exclusive bytes of the container's subvolume: what it changed, as the filesystem allocated it. */
+  async writableUsage(cacheId: string): Promise<number> {
+    const dir = this.writable(cacheId).upper;
+    await syncFilesystem(dir); // qgroup counts move at transaction commit
+    return (await qgroupUsage(dir)).exclusive;
   }
 
   override async createLayer(cacheId: string, parentCacheId: string | null): Promise<string> {

@@ -27,15 +27,17 @@ export interface WritableOptions {
   readOnly?: boolean;
   metacopy?: boolean;
   redirectDir?: boolean;
+  /** Bytes the container's own changes may take (docker's --storage-opt size); drivers that cannot limit refuse it. */
+  sizeLimit?: number;
 }
 
 /** The directories of a container's writable layer, as `docker inspect` shows them. */
 export interface WritableLayout {
   /** Where the container's files live: overlay's upperdir, or the container's own copy. */
   upper: string;
-  /** overlay's workdir; drivers without one have none. */
+  /** overlay's workdir, which exists only while mounted; drivers without one have none. */
   work?: string;
-  /** Where the container's root filesystem is mounted. */
+  /** Where the container's root filesystem is mounted; exists only while mounted. */
   merged: string;
 }
 
@@ -59,7 +61,7 @@ export interface StorageDriver {
   layerDir(cacheId: string): string;
 
   /** Makes a container's writable layer on a layer. */
-  createWritable(cacheId: string, layerCacheId: string): Promise<void>;
+  createWritable(cacheId: string, layerCacheId: string, options: WritableOptions): Promise<void>;
   writable(cacheId: string): WritableLayout;
   /** How to mount the container's root filesystem; `chain` is its layers' cache ids, top-most first. */
   rootfsMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec;
@@ -67,4 +69,9 @@ export interface StorageDriver {
   viewMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec | null;
   /** The container's changes against its layer; `view` shows its tree. */
   changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]>;
+  /**
+   * Bytes the container's own changes take, where the filesystem keeps that
+   * count (btrfs qgroups), so sizing needs no tree walk; undefined otherwise.
+   */
+  writableUsage?(cacheId: string): Promise<number>;
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 
 import { probeOverlayFeatures } from '../native/overlay.js';
 import { StoreError } from '../store/errors.js';
+import { refuseSizeLimit } from './size-limit.js';
 import { probeBackingFilesystem } from '../system/probes.js';
 import { upperChanges, type Change } from '../archive/changes.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
@@ -72,11 +73,11 @@ export class Overlay2Driver implements StorageDriver {
     return { upper: join(dir, 'diff'), work: join(dir, 'work'), merged: join(dir, 'merged') };
   }
 
-  async createWritable(cacheId: string): Promise<void> {
-    const layout = this.writable(cacheId);
-    await mkdir(layout.upper, { recursive: true, mode: 0o755 });
-    await mkdir(layout.work!, { mode: 0o700 });
-    await mkdir(layout.merged, { mode: 0o700 });
+  // Only the upper directory: work and merged exist while mounted, so an
+  // idle container costs two directories.
+  async createWritable(cacheId: string, _layerCacheId: string, options: WritableOptions): Promise<void> {
+    if (options.sizeLimit !== undefined) refuseSizeLimit(this.name);
+    await mkdir(this.writable(cacheId).upper, { recursive: true, mode: 0o755 });
   }
 
   rootfsMount(cacheId: string, chain: readonly string[], options: WritableOptions): MountSpec {

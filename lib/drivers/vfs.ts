@@ -8,6 +8,7 @@ import type { Change } from '../archive/changes.js';
 import { treeChanges } from '../archive/tree-changes.js';
 import { copyTree } from '../native/tree.js';
 import { probeBackingFilesystem } from '../system/probes.js';
+import { refuseSizeLimit } from './size-limit.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
 
 export class VfsDriver implements StorageDriver {
@@ -58,10 +59,9 @@ export class VfsDriver implements StorageDriver {
     return { upper: this.layerPath(cacheId), merged: join(this.home, 'mnt', cacheId) };
   }
 
-  async createWritable(cacheId: string, layerCacheId: string): Promise<void> {
-    const layout = this.writable(cacheId);
-    await this.copyOf(this.layerDir(layerCacheId), layout.upper);
-    await mkdir(layout.merged, { recursive: true, mode: 0o700 });
+  async createWritable(cacheId: string, layerCacheId: string, options: WritableOptions): Promise<void> {
+    if (options.sizeLimit !== undefined) refuseSizeLimit(this.name);
+    await this.copyOf(this.layerDir(layerCacheId), this.writable(cacheId).upper);
   }
 
   rootfsMount(cacheId: string, _chain: readonly string[], options: WritableOptions): MountSpec {

@@ -36,14 +36,22 @@ export class TarApplier {
     this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts));
   }
 
-  /** Parses and applies the next bytes; wait for it before the next call. */
-  write(chunk: Buffer): Promise<void> {
+  /**
+   * Parses and applies the next bytes (one Buffer, or several in order);
+   * wait for it before the next call, and leave the Buffers unchanged until then.
+   */
+  write(chunk: Buffer | readonly Buffer[]): Promise<void> {
     return converted(this.inner.write(chunk));
   }
 
   /** Checks the end of the stream, sets directory times, syncfs(dir). */
   finish(): Promise<TarApplyStats> {
     return converted(this.inner.finish());
+  }
+
+  /** Releases its fds at once (not at garbage collection): the filesystem may be unmounted next. */
+  close(): void {
+    this.inner.close();
   }
 }
 
@@ -58,5 +66,10 @@ export class TarExporter {
   /** The next at most `maxBytes` bytes of the tar, or null at its end. */
   read(maxBytes: number): Promise<Buffer | null> {
     return converted(this.inner.read(maxBytes));
+  }
+
+  /** Releases its fds at once; not while a read is under way. */
+  close(): void {
+    this.inner.close();
   }
 }

@@ -2,12 +2,14 @@
 // validated API over these; nothing else imports the binding directly.
 // archive.cc: one call in flight per object (else ERR_ARCHIVE_BUSY).
 export interface NativeTarApplier {
-  write(chunk: Buffer): Promise<void>;
+  write(chunk: Buffer | readonly Buffer[]): Promise<void>;
   finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer }>;
+  close(): void;
 }
 export interface NativeTarExporter {
   /** The next bytes of the tar (at most maxBytes), or null at the end. */
   read(maxBytes: number): Promise<Buffer | null>;
+  close(): void;
 }
 
 export interface NativeBinding {
@@ -102,6 +104,9 @@ export interface NativeBinding {
   ): Promise<{ info: NativeDmInfo; targets: Array<{ start: number; length: number; type: string; text: string }> }>;
   dmMessage(name: string, sector: number, message: string): Promise<string>;
   dmList(): Promise<Array<{ name: string; major: number; minor: number }>>;
+
+  // resolve.cc: an O_PATH fd (close-on-exec) for `path` resolved inside `root`.
+  openInTree(root: string, path: string, create: boolean, kind: 'directory' | 'file'): Promise<number>;
 }
 
 // tree.cc: what a tree copy did. reflinked + copyRanged + copied === files.

@@ -9,25 +9,31 @@ import { Readable } from 'node:stream';
 
 import type { Change } from '../archive/changes.js';
 import { changesArchive } from '../archive/tar-writer.js';
-import type { StorageDriver, WritableLayout } from '../drivers/driver.js';
+import type { StorageDriver, WritableLayout, WritableOptions } from '../drivers/driver.js';
 import { performMount } from '../drivers/mounter.js';
+import { attachMounts, createMountTargets, detachMounts, type ContainerMount } from '../mounts/attach.js';
+import { prepareMounts } from '../mounts/prepare.js';
+import type { MountSpec } from '../mounts/spec.js';
 import { unmount } from '../native/mount.js';
 import { isMountPoint, processesUsing } from '../system/mountinfo.js';
-import { transaction, type Db } from './database.js';
+import { relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { ImportResult, LayerStore } from './layers.js';
 import { beginStaging, discardStaged, endStaging } from './staging.js';
+import type { VolumeStore } from './volumes.js';
 
-export interface ContainerOptions {
-  /** overlay volatile: no syncs; after a crash the writable layer is discarded. */
-  volatile?: boolean;
-  /** Mount the root filesystem read-only. */
-  readOnly?: boolean;
-  /** overlay metacopy: a metadata change copies up metadata only. */
-  metacopy?: boolean;
-  /** overlay redirect_dir: renaming a lower directory records a redirect instead of failing with EXDEV. */
-  redirectDir?: boolean;
+/** How a container's writable layer is made and mounted. */
+export type ContainerOptions = WritableOptions;
+
+export interface CreateOptions extends ContainerOptions {
+  name?: string;
+  /** Volumes, bind mounts and tmpfs mounted in the root filesystem whenever it is mounted. */
+  mounts?: readonly MountSpec[];
+  /** The tenant the container belongs to: it may use only its own (or shared) volumes. */
+  owner?: string;
+  /** Allow bind mounts of sensitive host paths (/, /etc, the store root, runtime sockets...). */
+  allowSensitiveBinds?: boolean;
 }
 
 export interface Container {
@@ -41,6 +47,7 @@ export interface Container {
   /** How many callers have it mounted. */
   mounts: number;
   created: string;
+  owner: string | null;
 }
 
 export interface ContainerSize {
@@ -59,6 +66,7 @@ interface ContainerRow {
   options: string;
   mounts: number;
   created: string;
+  owner: string | null;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -73,6 +81,7 @@ function toContainer(row: ContainerRow): Container {
     options: JSON.parse(row.options) as ContainerOptions,
     mounts: row.mounts,
     created: row.created,
+    owner: row.owner,
   };
 }
 
@@ -84,31 +93,41 @@ export class ContainerStore {
     private readonly db: Db,
     private readonly driver: StorageDriver,
     private readonly layers: LayerStore,
+    private readonly volumes: VolumeStore,
   ) {}
 
-  async create(layer: Digest, options: ContainerOptions & { name?: string } = {}): Promise<Container> {
-    const { name, ...mountOptions } = options;
+  async create(layer: Digest, options: CreateOptions = {}): Promise<Container> {
+    const { name, mounts: specs = [], owner, allowSensitiveBinds, ...mountOptions } = options;
     if (name !== undefined && !NAME.test(name)) {
       throw new StoreError('ERR_INVALID_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
     const id = randomBytes(32).toString('hex');
     const cacheId = randomBytes(32).toString('hex');
     const path = this.driver.layerPath(cacheId);
-    beginStaging(this.db, path);
+    const prepared = await prepareMounts(this.volumes, specs, { owner: owner ?? null, allowSensitiveBinds: allowSensitiveBinds ?? false });
     try {
-      await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId);
+      beginStaging(this.db, path);
+    } catch (error) {
+      await prepared.rollback();
+      throw error;
+    }
+    try {
+      await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId, mountOptions);
       transaction(this.db, () => {
         if (name !== undefined && this.db.prepare('SELECT 1 FROM containers WHERE name = ?').get(name)) {
           throw new StoreError('ERR_NAME_IN_USE', `the container name "${name}" is already in use`);
         }
         this.layers.retainInTransaction(parseDigest(layer, 'layer id'));
         this.db
-          .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created) VALUES (?, ?, ?, ?, ?, ?, ?)')
-          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString());
+          .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null);
+        const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume) VALUES (?, ?, ?, ?)');
+        prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume));
         endStaging(this.db, path);
       });
     } catch (error) {
       await discardStaged(this.db, path, (p) => this.driver.removePath(p));
+      await prepared.rollback();
       throw error;
     }
     return this.get(id)!;
@@ -135,6 +154,15 @@ export class ContainerStore {
     throw new StoreError('ERR_CONTAINER_UNKNOWN', `no such container: ${reference}`);
   }
 
+  /** The container's volumes, bind mounts and tmpfs mounts, in the order given at create. */
+  containerMounts(container: Container): ContainerMount[] {
+    const rows = this.db.prepare('SELECT spec, volume FROM container_mounts WHERE container = ? ORDER BY position').all(container.id) as Array<{
+      spec: string;
+      volume: string | null;
+    }>;
+    return rows.map((row) => ({ spec: JSON.parse(row.spec) as MountSpec, volume: row.volume }));
+  }
+
   layout(container: Container): WritableLayout {
     return this.driver.writable(container.cacheId);
   }
@@ -152,15 +180,25 @@ export class ContainerStore {
   async mount(reference: string): Promise<string> {
     const container = this.resolve(reference);
     const layout = this.layout(container);
-    if (!isMountPoint(layout.merged)) await this.mountRootfs(container, layout);
-    transaction(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
+    if (!isMountPoint(layout.merged)) {
+      const mounts = this.containerMounts(container);
+      if (container.options.readOnly && mounts.length > 0) await this.createMountTargets(container, mounts);
+      await this.mountRootfs(container, layout);
+      try {
+        await attachMounts(layout.merged, mounts, this.volumes);
+      } catch (error) {
+        await unmount(layout.merged, ['detach']);
+        throw error;
+      }
+    }
+    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
     return layout.merged;
   }
 
   /** Drops one mount; the last detaches the root filesystem. */
   async unmount(reference: string): Promise<void> {
     const container = this.resolve(reference);
-    const remaining = transaction(this.db, () => {
+    const remaining = relaxed(this.db, () => {
       this.db.prepare('UPDATE containers SET mounts = max(mounts - 1, 0) WHERE id = ?').run(container.id);
       return this.get(container.id)!.mounts;
     });
@@ -188,12 +226,23 @@ export class ContainerStore {
   }
 
   /**
-   * What the container changed or added (regular files, hardlinks counted
-   * once), as docker's SizeRw; plus its layers' sizes for the virtual size.
+   * What the container changed or added, as docker's SizeRw (from the
+   * filesystem's own count where the driver has one, else the regular files
+   * among its changes, hardlinks counted once); plus its layers' sizes for the
+   * virtual size.
    */
   async size(reference: string): Promise<ContainerSize> {
     const container = this.resolve(reference);
-    const sizeRw = await this.withView(container, async (view) => {
+    const sizeRw = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : await this.changedBytes(container);
+    let layers = 0;
+    for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
+      layers += layer.size;
+    }
+    return { sizeRw, sizeRootFs: sizeRw + layers };
+  }
+
+  private changedBytes(container: Container): Promise<number> {
+    return this.withView(container, async (view) => {
       const seen = new Set<number>();
       let bytes = 0;
       for (const change of await this.driver.changes(container.cacheId, this.chain(container), view)) {
@@ -206,11 +255,6 @@ export class ContainerStore {
       }
       return bytes;
     });
-    let layers = 0;
-    for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
-      layers += layer.size;
-    }
-    return { sizeRw, sizeRootFs: sizeRw + layers };
   }
 
   /**
@@ -218,9 +262,10 @@ export class ContainerStore {
    * layer below. A mounted container is unmounted first; if its mount is busy
    * the error says which processes hold it, unless `force` detaches it lazily.
    */
-  async remove(reference: string, options: { force?: boolean } = {}): Promise<void> {
+  async remove(reference: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const container = this.resolve(reference);
     await this.unmountRootfs(container, options.force ?? false);
+    const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
     const path = this.driver.layerPath(container.cacheId);
     const doomed = transaction(this.db, () => {
       this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
@@ -229,6 +274,14 @@ export class ContainerStore {
     });
     await discardStaged(this.db, path, (p) => this.driver.removePath(p));
     await this.layers.purge(doomed);
+    // As `docker rm -v`: only the anonymous volumes go, and one another container uses stays.
+    if (options.volumes) {
+      for (const mount of anonymous) {
+        await this.volumes.remove(mount.volume!).catch((error: unknown) => {
+          if ((error as StoreError).code !== 'ERR_VOLUME_IN_USE') throw error;
+        });
+      }
+    }
   }
 
   /**
@@ -255,7 +308,6 @@ export class ContainerStore {
         await rm(layout.upper, { recursive: true, force: true });
         await rm(layout.work!, { recursive: true, force: true });
         await mkdir(layout.upper, { mode: 0o755 });
-        await mkdir(layout.work!, { mode: 0o700 });
         repaired.push(`container ${shortId(container.id)}: discarded its volatile writable layer after an unclean shutdown`);
       }
     }
@@ -263,6 +315,7 @@ export class ContainerStore {
   }
 
   private async mountRootfs(container: Container, layout: WritableLayout): Promise<void> {
+    for (const dir of [layout.work, layout.merged]) if (dir) await mkdir(dir, { recursive: true, mode: 0o700 });
     await performMount(this.driver.rootfsMount(container.cacheId, this.chain(container), container.options), layout.merged);
   }
 
@@ -270,6 +323,7 @@ export class ContainerStore {
     const layout = this.layout(container);
     if (isMountPoint(layout.merged)) {
       try {
+        await detachMounts(layout.merged, this.containerMounts(container), this.volumes, force);
         await unmount(layout.merged);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
@@ -293,7 +347,21 @@ export class ContainerStore {
     if (container.options.volatile && marker && existsSync(marker)) {
       // A clean unmount: make the data durable, then the layer can be trusted and mounted again.
       execFileSync('sync', ['-f', layout.upper]);
-      await rm(marker, { recursive: true, force: true });
+    }
+    // The workdir is scratch space, the mount point only a mount point (Docker removes it too).
+    for (const dir of [layout.work, layout.merged]) if (dir) await rm(dir, { recursive: true, force: true });
+  }
+
+  /** A read-only root filesystem cannot get mount points: they are made first, through a writable view. */
+  private async createMountTargets(container: Container, mounts: readonly ContainerMount[]): Promise<void> {
+    const view = this.viewPath(container);
+    await mkdir(view, { recursive: true, mode: 0o700 });
+    await this.mountRootfs({ ...container, options: { ...container.options, readOnly: false } }, { ...this.layout(container), merged: view });
+    try {
+      await createMountTargets(view, mounts);
+    } finally {
+      await unmount(view);
+      await rm(view, { recursive: true, force: true });
     }
   }
 
@@ -313,7 +381,8 @@ export class ContainerStore {
     try {
       return await fn(view);
     } finally {
-      await unmount(view, ['detach']);
+      await unmount(view);
+      await rm(view, { recursive: true, force: true });
     }
   }
 }

@@ -37,3 +37,18 @@ function migrate(db: Db): void {
 export function transaction<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
 }
+
+/**
+ * Runs a write without waiting for it to reach the disk: for state that is
+ * rebuilt after a crash anyway (mount counts, staging bookkeeping). WAL keeps
+ * it atomic and ordered; a process crash keeps it; only a power loss can drop
+ * it, and the next durable commit carries it to disk with its own.
+ */
+export function relaxed<T>(db: Db, fn: () => T): T {
+  db.pragma('synchronous = NORMAL');
+  try {
+    return transaction(db, fn);
+  } finally {
+    db.pragma('synchronous = FULL');
+  }
+}

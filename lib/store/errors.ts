@@ -13,7 +13,12 @@ export type StoreErrorCode =
   | 'ERR_NAME_IN_USE'
   | 'ERR_CONTAINER_UNKNOWN'
   | 'ERR_CONTAINER_AMBIGUOUS'
-  | 'ERR_CONTAINER_BUSY';
+  | 'ERR_CONTAINER_BUSY'
+  | 'ERR_VOLUME_UNKNOWN'
+  | 'ERR_VOLUME_IN_USE'
+  | 'ERR_VOLUME_OPTIONS'
+  | 'ERR_VOLUME_OWNER'
+  | 'ERR_MOUNT_INVALID';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

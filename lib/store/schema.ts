@@ -51,4 +51,32 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX containers_layer ON containers(layer);
   `,
+  `
+  -- Volumes (the local driver): data under volumes/<name>/_data. options are
+  -- the driver's type/device/o; active counts the users of a volume whose
+  -- options are mounted on _data (the last one unmounts it).
+  CREATE TABLE volumes (
+    name      TEXT PRIMARY KEY,
+    driver    TEXT NOT NULL,
+    labels    TEXT NOT NULL,
+    options   TEXT NOT NULL,
+    anonymous INTEGER NOT NULL,
+    owner     TEXT,
+    active    INTEGER NOT NULL DEFAULT 0,
+    created   TEXT NOT NULL
+  );
+
+  -- A container's mounts, in order; volume names the volume a mount uses,
+  -- which is what holds a reference on it.
+  CREATE TABLE container_mounts (
+    container TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    position  INTEGER NOT NULL,
+    spec      TEXT NOT NULL,
+    volume    TEXT REFERENCES volumes(name),
+    PRIMARY KEY (container, position)
+  );
+  CREATE INDEX container_mounts_volume ON container_mounts(volume);
+
+  ALTER TABLE containers ADD COLUMN owner TEXT;
+  `,
 ];

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 
-import type { Db } from './database.js';
+import { relaxed, type Db } from './database.js';
 
 /** When a process started (clock ticks since boot): tells a live owner from a reused pid. */
 function processStart(pid: number): string | null {
@@ -20,15 +20,20 @@ function processStart(pid: number): string | null {
 
 const ownStart = processStart(process.pid) ?? '';
 
+/**
+ * Registers a directory about to be made. Not synced: if a power loss drops
+ * the row, the directory is an orphan with no metadata (fsck's to find), never
+ * a half-made object the store believes in.
+ */
 export function beginStaging(db: Db, path: string): void {
-  db.prepare('INSERT INTO staging (path, pid, pid_start, created) VALUES (?, ?, ?, ?)').run(
-    path,
-    process.pid,
-    ownStart,
-    new Date().toISOString(),
-  );
+  const insert = () =>
+    db.prepare('INSERT INTO staging (path, pid, pid_start, created) VALUES (?, ?, ?, ?)').run(path, process.pid, ownStart, new Date().toISOString());
+  // Inside a caller's transaction the row shares its fate (and durability).
+  if (db.inTransaction) insert();
+  else relaxed(db, insert);
 }
 
+/** Forgets a staged directory; inside the transaction that makes it part of the store, or after it is gone. */
 export function endStaging(db: Db, path: string): void {
   db.prepare('DELETE FROM staging WHERE path = ?').run(path);
 }

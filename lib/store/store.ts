@@ -13,6 +13,7 @@ import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
 import { LayerStore } from './layers.js';
 import { recoverStaging } from './staging.js';
+import { VolumeStore } from './volumes.js';
 
 export const DEFAULT_ROOT = '/var/lib/stratafs';
 export const DEFAULT_DRIVER = 'overlay2';
@@ -36,6 +37,7 @@ const PRIORITY = ['overlay2', 'btrfs', 'vfs'];
 export class Store {
   readonly layers: LayerStore;
   readonly containers: ContainerStore;
+  readonly volumes: VolumeStore;
 
   private constructor(
     readonly root: string,
@@ -47,7 +49,8 @@ export class Store {
     readonly driverStatus: DriverStatus,
   ) {
     this.layers = new LayerStore(db, driver);
-    this.containers = new ContainerStore(db, driver, this.layers);
+    this.volumes = new VolumeStore(db, root);
+    this.containers = new ContainerStore(db, driver, this.layers, this.volumes);
   }
 
   static async open(options: StoreOptions = {}): Promise<Store> {
@@ -68,6 +71,8 @@ export class Store {
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
       const store = new Store(root, driver, db, recovered, status);
       recovered.push(...(await store.containers.recover()));
+      const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));
+      recovered.push(...(await store.volumes.recover(mounted)));
       return store;
     } catch (error) {
       db.close();

@@ -1,6 +1,7 @@
 // TarApplier and TarExporter as JS classes whose blocking methods run on the
 // libuv pool and return promises; one call in flight per object.
 #include <memory>
+#include <vector>
 
 #include "../core/tar.h"
 #include "../core/tar_split.h"
@@ -98,7 +99,8 @@ class Applier : public Napi::ObjectWrap<Applier> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "TarApplier",
                        {InstanceMethod("write", &Applier::Write),
-                        InstanceMethod("finish", &Applier::Finish)});
+                        InstanceMethod("finish", &Applier::Finish),
+                        InstanceMethod("close", &Applier::Close)});
   }
 
   // new TarApplier(dir, whiteouts: 'overlay' | 'remove')
@@ -114,13 +116,37 @@ class Applier : public Napi::ObjectWrap<Applier> {
   }
 
  private:
+  // write(chunk | chunks[]): applies the bytes in order. An array saves the
+  // caller from concatenating small chunks.
   Napi::Value Write(const Napi::CallbackInfo& info) {
-    Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
+    Napi::Value arg = info.Length() > 0 ? info[0] : info.Env().Undefined();
+    std::vector<std::pair<const uint8_t*, size_t>> pieces;
+    // A private array keeps the Buffers alive even if the caller's array changes.
+    Napi::Array held = Napi::Array::New(info.Env());
+    if (arg.IsArray()) {
+      Napi::Array array = arg.As<Napi::Array>();
+      for (uint32_t i = 0; i < array.Length(); i++) {
+        Napi::Value item = array.Get(i);
+        if (!item.IsBuffer())
+          ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE",
+                        "The \"chunk\" argument must be a Buffer or an array of Buffers");
+        auto buffer = item.As<Napi::Buffer<uint8_t>>();
+        pieces.emplace_back(buffer.Data(), buffer.Length());
+        held.Set(i, buffer);
+      }
+    } else {
+      Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
+      pieces.emplace_back(chunk.Data(), chunk.Length());
+      held.Set(0u, chunk);
+    }
     ThrowIfBusy(info.Env(), busy_);
-    const uint8_t* data = chunk.Data();
-    size_t size = chunk.Length();
     auto* job = new Job(
-        info.Env(), Value(), chunk, &busy_, [this, data, size] { return applier_.Write(data, size); },
+        info.Env(), Value(), held, &busy_,
+        [this, pieces = std::move(pieces)] {
+          for (const auto& [data, size] : pieces)
+            if (Failure f = applier_.Write(data, size)) return f;
+          return Ok();
+        },
         nullptr, [this](std::string& c, std::string& m, std::string& e) { Problem(c, m, e); });
     job->Queue();
     return job->Promise();
@@ -144,6 +170,13 @@ class Applier : public Napi::ObjectWrap<Applier> {
     return job->Promise();
   }
 
+  // close(): releases the applier's fds; not while a write or finish runs.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    ThrowIfBusy(info.Env(), busy_);
+    applier_.Close();
+    return info.Env().Undefined();
+  }
+
   void Problem(std::string& code, std::string& message, std::string& entry) const {
     code = applier_.problem().code;
     message = applier_.problem().message;
@@ -159,7 +192,8 @@ class Applier : public Napi::ObjectWrap<Applier> {
 class Exporter : public Napi::ObjectWrap<Exporter> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "TarExporter", {InstanceMethod("read", &Exporter::Read)});
+    return DefineClass(env, "TarExporter", {InstanceMethod("read", &Exporter::Read),
+                                            InstanceMethod("close", &Exporter::Close)});
   }
 
   // new TarExporter(dir, tarSplit)
@@ -180,17 +214,19 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
     if (max == 0)
       ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "The \"maxBytes\" argument must be > 0");
     ThrowIfBusy(info.Env(), busy_);
-    auto out = std::make_shared<std::string>();
+    // Uninitialized memory: the exporter overwrites what it hands out.
+    auto out = std::shared_ptr<char>(new char[max], std::default_delete<char[]>());
+    auto produced = std::make_shared<size_t>(0);
     auto* job = new Job(
         info.Env(), Value(), info.Env().Undefined(), &busy_,
-        [this, out, max] {
-          out->reserve(max);
-          bool done = false;
-          return exporter_.Read(max, *out, done);
-        },
-        [out](Napi::Env env) -> Napi::Value {
-          if (out->empty()) return env.Null();
-          return StringBuffer(env, std::move(*out));
+        [this, out, produced, max] { return exporter_.Read(out.get(), max, *produced); },
+        [out, produced](Napi::Env env) -> Napi::Value {
+          if (*produced == 0) return env.Null();
+          // The Buffer shares ownership of the memory.
+          auto* owner = new std::shared_ptr<char>(out);
+          return Napi::Buffer<char>::New(env, out.get(), *produced,
+                                         [](Napi::Env, char*, std::shared_ptr<char>* o) { delete o; },
+                                         owner);
         },
         [this](std::string& c, std::string& m, std::string& e) {
           c = exporter_.problem().code;
@@ -199,6 +235,13 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
         });
     job->Queue();
     return job->Promise();
+  }
+
+  // close(): releases the exporter's fds; not while a read runs.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    ThrowIfBusy(info.Env(), busy_);
+    exporter_.Close();
+    return info.Env().Undefined();
   }
 
   TarExporter exporter_;

@@ -14,5 +14,6 @@ void InitArchive(Napi::Env env, Napi::Object exports);   // tar apply
 void InitTree(Napi::Env env, Napi::Object exports);      // parallel tree copy
 void InitBtrfs(Napi::Env env, Napi::Object exports);     // btrfs subvolume ioctls
 void InitDm(Napi::Env env, Napi::Object exports);        // device-mapper ioctls
+void InitResolve(Napi::Env env, Napi::Object exports);   // opening paths inside a tree
 
 }  // namespace strata

@@ -2,10 +2,24 @@
 // chunk by chunk, while recording its tar-split. Every path is resolved inside
 // the directory by fds (openat2 RESOLVE_IN_ROOT for parents, the final
 // component never followed), so hostile archives cannot touch anything outside.
+//
+// Docker-compatible choices: a leading "/" is dropped (paths are relative to
+// the root); ".." is resolved lexically and an escape is ERR_ARCHIVE_UNSAFE_PATH;
+// missing parents are created root-owned 0755; a later entry replaces an
+// earlier one at the same path, except that a directory over a directory
+// keeps its contents; hard links take their target's metadata; numeric ids
+// are used, names ignored; an xattr refused with EPERM is skipped; top-level
+// AUFS metadata (.wh..wh.*) is skipped; access times are never older than
+// modification times.
+//
+// End of stream: like Go's archive/tar (hence Docker), one zero block ends the
+// archive; a second block must then be zero too; bytes after the end blocks
+// are kept in the tar-split. A stream that stops at a header boundary without
+// any zero block is rejected as truncated (Go would accept it; a cut layer
+// would otherwise look complete when no DiffID is known).
 #pragma once
 #include <cstdint>
 #include <map>
-#include <set>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -42,6 +56,13 @@ class TarApplier {
   // Checks the stream ended properly, sets directory times, syncfs(dir),
   // and serializes the tar-split into `split`.
   Failure Finish(TarStats& stats, std::string& split);
+  // Releases every fd now: the caller may unmount the filesystem next, and
+  // must not wait for the garbage collector to drop the object.
+  void Close() {
+    file_ = Fd();
+    cached_parent_fd_ = Fd();
+    root_ = Fd();
+  }
   const TarProblem& problem() const { return problem_; }
 
  private:
@@ -71,13 +92,15 @@ class TarApplier {
   Failure OnHeader();
   Failure OnSparseExtBlock();
   Failure OnExtData();
-  Failure OnSparseMapBlock(bool& complete);
+  Failure OnSparseMapBlock();
   Failure StartEntry();
   Failure CheckSegments();
   Failure ParsePax(const std::string& data, std::map<std::string, std::string>& into,
                    std::vector<std::pair<std::string, std::string>>* ordered);
   Failure NormalizePath(const std::string& raw, const std::string& entry, std::string& out);
-  Failure OpenParent(const std::string& parent, const std::string& entry, int& fd);
+  Failure RelativePath(int fd, const std::string& entry, std::string& out);
+  Failure OpenParent(const std::string& parent, const std::string& entry, int& fd,
+                     std::string& real);
   Failure RemoveExisting(int parent, const std::string& name, const std::string& path,
                          bool keep_dir, bool& kept_dir);
   Failure RemoveTree(int parent, const std::string& name, const std::string& path);
@@ -91,8 +114,10 @@ class TarApplier {
   void Record(const uint8_t* data, size_t size) { split_.AddRaw(data, size); }
 
   Fd root_;
+  std::string root_path_;  // as /proc/self/fd shows it, for RelativePath
   WhiteoutMode mode_ = WhiteoutMode::Overlay;
   State state_ = State::Header;
+  bool finished_ = false;
   TarProblem problem_;
   TarSplitBuilder split_;
   TarStats stats_;
@@ -106,9 +131,10 @@ class TarApplier {
   bool has_long_name_ = false, has_long_link_ = false;
   std::map<std::string, std::string> pax_, global_pax_;
   std::vector<std::pair<std::string, std::string>> pax_ordered_;
-  char ext_type_ = 0;
+  bool pending_extension_ = false;  // an L/K/x header awaits its entry
+  char ext_type_ = 0;               // of the extension being read
   std::string ext_data_;
-  uint64_t ext_remaining_ = 0;
+  uint64_t ext_size_ = 0, ext_remaining_ = 0;  // data bytes; data + padding left
 
   Entry entry_;
   uint8_t header_[512];  // the entry's own header, kept for sparse extensions
@@ -121,7 +147,7 @@ class TarApplier {
   ContentChecksum checksum_;
 
   // Parent directory cache: most entries share the previous entry's parent.
-  std::string cached_parent_;
+  std::string cached_parent_, cached_parent_real_;
   Fd cached_parent_fd_;
   bool cache_valid_ = false;
 

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace strata {
@@ -23,42 +24,57 @@ int OpenInRoot(int root, const std::string& path, int flags) {
 
 static inline uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
-void ContentChecksum::Mix(uint64_t word) {
-  state_ = Rotl(state_ ^ (word * 0x9e3779b97f4a7c15ULL), 29) * 0xbf58476d1ce4e5b9ULL;
+static inline uint64_t Mix(uint64_t state, uint64_t word) {
+  return Rotl(state ^ (word * 0x9e3779b97f4a7c15ULL), 29) * 0xbf58476d1ce4e5b9ULL;
+}
+
+void ContentChecksum::Block(const uint8_t* block) {
+  for (int i = 0; i < 4; i++) {
+    uint64_t w;
+    memcpy(&w, block + 8 * i, 8);
+    lanes_[i] = Mix(lanes_[i], w);
+  }
 }
 
 void ContentChecksum::Update(const uint8_t* data, size_t size) {
   total_ += size;
-  while (tail_size_ > 0 && tail_size_ < 8 && size > 0) {
-    tail_[tail_size_++] = *data++;
-    size--;
-  }
-  if (tail_size_ == 8) {
-    uint64_t w;
-    memcpy(&w, tail_, 8);
-    Mix(w);
+  if (tail_size_ > 0) {
+    size_t take = std::min(size, sizeof tail_ - tail_size_);
+    memcpy(tail_ + tail_size_, data, take);
+    tail_size_ += take;
+    data += take;
+    size -= take;
+    if (tail_size_ < sizeof tail_) return;
+    Block(tail_);
     tail_size_ = 0;
   }
-  while (size >= 8) {
-    uint64_t w;
-    memcpy(&w, data, 8);
-    Mix(w);
-    data += 8;
-    size -= 8;
+  // Lanes in locals: uint8_t data may alias the members, which would force a
+  // store and reload of every lane per block.
+  uint64_t a = lanes_[0], b = lanes_[1], c = lanes_[2], d = lanes_[3];
+  for (; size >= 32; data += 32, size -= 32) {
+    uint64_t w[4];
+    memcpy(w, data, 32);
+    a = Mix(a, w[0]);
+    b = Mix(b, w[1]);
+    c = Mix(c, w[2]);
+    d = Mix(d, w[3]);
   }
-  memcpy(tail_ + tail_size_, data, size);
-  tail_size_ += size;
+  lanes_[0] = a;
+  lanes_[1] = b;
+  lanes_[2] = c;
+  lanes_[3] = d;
+  memcpy(tail_, data, size);
+  tail_size_ = size;
 }
 
 uint64_t ContentChecksum::Final() const {
+  uint8_t last[32] = {};
+  memcpy(last, tail_, tail_size_);
   ContentChecksum copy = *this;
-  uint64_t w = 0;
-  memcpy(&w, copy.tail_, copy.tail_size_);
-  copy.Mix(w);
-  copy.Mix(total_);
-  uint64_t h = copy.state_;
-  h ^= h >> 31;
-  return h;
+  copy.Block(last);
+  uint64_t h = total_;
+  for (uint64_t lane : copy.lanes_) h = Mix(h, lane);
+  return h ^ (h >> 31);
 }
 
 // ---- serialization helpers ----
@@ -115,22 +131,55 @@ constexpr size_t kMagicSize = 8;
 // ---- TarSplitBuilder ----
 
 void TarSplitBuilder::AddRaw(const uint8_t* data, size_t size) {
-  if (size == 0) return;
+  constexpr size_t kMinRun = 32;  // shorter zero runs are cheaper kept raw
+  size_t i = 0;
+  while (i < size) {
+    size_t run = 0;
+    while (i + run < size && data[i + run] == 0) run++;
+    if (run > 0) {
+      bool extends = i == 0 && !records_.empty() && records_.back().kind == Kind::Zeros;
+      if (extends || run >= kMinRun) {
+        if (!extends) records_.push_back(Record{Kind::Zeros, {}, 0, {}, 0});
+        records_.back().zeros += run;
+      } else {
+        AppendRaw(data + i, run);
+      }
+      i += run;
+      continue;
+    }
+    // Non-zero bytes up to the next long zero run (short runs included).
+    size_t end = i;
+    while (end < size) {
+      if (data[end] != 0) {
+        end++;
+        continue;
+      }
+      size_t zeros = 0;
+      while (end + zeros < size && data[end + zeros] == 0 && zeros < kMinRun) zeros++;
+      if (zeros >= kMinRun) break;
+      end += zeros;
+    }
+    AppendRaw(data + i, end - i);
+    i = end;
+  }
+}
+
+void TarSplitBuilder::AppendRaw(const uint8_t* data, size_t size) {
   if (records_.empty() || records_.back().kind != Kind::Raw)
-    records_.push_back(Record{Kind::Raw, {}, {}, 0});
+    records_.push_back(Record{Kind::Raw, {}, 0, {}, 0});
   records_.back().bytes.append(reinterpret_cast<const char*>(data), size);
 }
 
 size_t TarSplitBuilder::AddFile(const std::string& path, uint64_t size,
                                 uint64_t checksum) {
-  records_.push_back(Record{Kind::File, path, {SparseSegment{0, size}}, checksum});
+  records_.push_back(Record{Kind::File, path, 0, {SparseSegment{0, size}}, checksum});
   return records_.size() - 1;
 }
 
 size_t TarSplitBuilder::AddSparse(const std::string& path,
                                   std::vector<SparseSegment> segments,
                                   uint64_t checksum) {
-  records_.push_back(Record{Kind::Sparse, path, std::move(segments), checksum});
+  records_.push_back(Record{Kind::Sparse, path, 0, std::move(segments), checksum});
   return records_.size() - 1;
 }
 
@@ -156,18 +205,30 @@ Failure TarSplitBuilder::ConvertToRaw(size_t index, int file_fd) {
   return Ok();
 }
 
-std::string TarSplitBuilder::Serialize() const {
-  std::string out(kMagic, kMagicSize);
+std::string TarSplitBuilder::Take() {
+  size_t estimate = kMagicSize + 1;
+  for (const Record& r : records_) estimate += r.bytes.size() + 20 + 20 * r.segments.size();
+  std::string out;
+  out.reserve(estimate);
+  out.append(kMagic, kMagicSize);
   // Neighbouring RAW records (left by ConvertToRaw) are written as one.
   for (size_t i = 0; i < records_.size(); i++) {
-    const Record& r = records_[i];
+    Record& r = records_[i];
+    if (r.kind == Kind::Zeros) {
+      out.push_back(static_cast<char>(Kind::Zeros));
+      PutVarint(out, r.zeros);
+      continue;
+    }
     if (r.kind == Kind::Raw) {
       size_t total = r.bytes.size(), j = i + 1;
       for (; j < records_.size() && records_[j].kind == Kind::Raw; j++)
         total += records_[j].bytes.size();
       out.push_back(static_cast<char>(Kind::Raw));
       PutVarint(out, total);
-      for (size_t k = i; k < j; k++) out += records_[k].bytes;
+      for (size_t k = i; k < j; k++) {
+        out += records_[k].bytes;
+        std::string().swap(records_[k].bytes);
+      }
       i = j - 1;
       continue;
     }
@@ -186,6 +247,8 @@ std::string TarSplitBuilder::Serialize() const {
     PutU64(out, r.checksum);
   }
   out.push_back(0);
+  records_.clear();
+  records_.shrink_to_fit();
   return out;
 }
 
@@ -217,14 +280,20 @@ Failure TarExporter::Open(const std::string& root, const std::string& split) {
     if (kind == 1) {
       uint64_t n = r.Varint();
       if (!r.Take(n, at)) return Corrupt("raw record overruns the data");
-      steps_.push_back(Step{true, at, static_cast<size_t>(n), {}, {}, 0});
+      steps_.push_back(Step{true, false, at, static_cast<size_t>(n), {}, {}, 0});
+      continue;
+    }
+    if (kind == 4) {
+      uint64_t n = r.Varint();
+      if (!r.ok || n > (1ULL << 40)) return Corrupt("bad zero run");
+      steps_.push_back(Step{true, true, 0, static_cast<size_t>(n), {}, {}, 0});
       continue;
     }
     if (kind != 2 && kind != 3) return Corrupt("unknown record kind " + std::to_string(kind));
     uint64_t path_len = r.Varint();
     if (!r.Take(path_len, at) || path_len == 0 || path_len > 4096)
       return Corrupt("bad path");
-    Step step{false, 0, 0, split_.substr(at, path_len), {}, 0};
+    Step step{false, false, 0, 0, split_.substr(at, path_len), {}, 0};
     if (step.path.find('\0') != std::string::npos || step.path[0] == '/')
       return Corrupt("bad path");
     if (kind == 2) {
@@ -268,12 +337,15 @@ Failure TarExporter::OpenFile(const Step& step) {
   return Ok();
 }
 
-Failure TarExporter::Read(size_t max, std::string& out, bool& done) {
-  while (out.size() < max && step_ < steps_.size()) {
+Failure TarExporter::Read(char* out, size_t max, size_t& produced) {
+  produced = 0;
+  while (produced < max && step_ < steps_.size()) {
     const Step& step = steps_[step_];
     if (step.raw) {
-      size_t n = std::min(max - out.size(), step.raw_size - raw_done_);
-      out.append(split_, step.raw_offset + raw_done_, n);
+      size_t n = std::min(max - produced, step.raw_size - raw_done_);
+      if (step.zeros) memset(out + produced, 0, n);
+      else memcpy(out + produced, split_.data() + step.raw_offset + raw_done_, n);
+      produced += n;
       raw_done_ += n;
       if (raw_done_ == step.raw_size) {
         raw_done_ = 0;
@@ -281,25 +353,20 @@ Failure TarExporter::Read(size_t max, std::string& out, bool& done) {
       }
       continue;
     }
-    if (!file_.valid() && segment_ == 0 && done_in_segment_ == 0) {
+    if (!file_.valid()) {
       if (Failure f = OpenFile(step)) return f;
     }
     if (segment_ < step.segments.size()) {
       const SparseSegment& seg = step.segments[segment_];
-      uint64_t want = std::min<uint64_t>(max - out.size(), seg.length - done_in_segment_);
-      size_t start = out.size();
-      out.resize(start + want);
+      uint64_t want = std::min<uint64_t>(max - produced, seg.length - done_in_segment_);
       ssize_t n = want == 0 ? 0
-                            : pread(file_.get(), &out[start], want,
+                            : pread(file_.get(), out + produced, want,
                                     static_cast<off_t>(seg.offset + done_in_segment_));
-      if (n < 0) {
-        out.resize(start);
-        if (errno == EINTR) continue;
-        return Fail(errno, "pread", step.path);
-      }
-      out.resize(start + static_cast<size_t>(n));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Fail(errno, "pread", step.path);
       if (n == 0 && want > 0) return Changed(step.path, "is shorter than recorded");
-      checksum_.Update(reinterpret_cast<const uint8_t*>(&out[start]), static_cast<size_t>(n));
+      checksum_.Update(reinterpret_cast<const uint8_t*>(out + produced), static_cast<size_t>(n));
+      produced += static_cast<size_t>(n);
       done_in_segment_ += static_cast<uint64_t>(n);
       if (done_in_segment_ == seg.length) {
         segment_++;
@@ -313,7 +380,6 @@ Failure TarExporter::Read(size_t max, std::string& out, bool& done) {
     done_in_segment_ = 0;
     step_++;
   }
-  done = step_ == steps_.size();
   return Ok();
 }
 

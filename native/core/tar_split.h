@@ -16,10 +16,14 @@
 //     0x03 SPARSE  path_len, path, count, count x (offset, length), checksum
 //                                        emit the listed ranges of the file, in
 //                                        order (a sparse entry's stored data)
+//     0x04 ZEROS   count                 emit count zero bytes (runs of 32 or
+//                                        more inside headers and padding)
 //     0x00 END     no more records
 // The checksum is a fast 64-bit hash of the emitted payload (ContentChecksum)
 // that names the changed file when the directory no longer matches; the
-// stream's sha256 against the DiffID remains the real check.
+// stream's sha256 against the DiffID remains the real check. Paths are the
+// files' real paths (symlinked parents resolved). lib/archive hands the
+// serialized form out raw-deflated (zlib deflateRaw, level 1).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -29,17 +33,19 @@
 
 namespace strata {
 
-// A streaming 64-bit hash, independent of how the input is chunked.
+// A streaming 64-bit hash, independent of how the input is chunked. Four
+// independent lanes over 32-byte blocks keep it well above memory speed.
 class ContentChecksum {
  public:
   void Update(const uint8_t* data, size_t size);
   uint64_t Final() const;
 
  private:
-  void Mix(uint64_t word);
-  uint64_t state_ = 0x243f6a8885a308d3ULL;
+  void Block(const uint8_t* block);
+  uint64_t lanes_[4] = {0x243f6a8885a308d3ULL, 0x13198a2e03707344ULL,
+                        0xa4093822299f31d0ULL, 0x082efa98ec4e6c89ULL};
   uint64_t total_ = 0;
-  uint8_t tail_[8] = {};
+  uint8_t tail_[32] = {};
   size_t tail_size_ = 0;
 };
 
@@ -64,22 +70,25 @@ class TarSplitBuilder {
                    uint64_t checksum);
   // Reads the record's payload from `file_fd` and keeps it as RAW bytes.
   Failure ConvertToRaw(size_t index, int file_fd);
-  std::string Serialize() const;
+  // Serializes the records, releasing each as it goes to keep the peak low.
+  std::string Take();
 
  private:
-  enum class Kind : uint8_t { Raw = 1, File = 2, Sparse = 3 };
+  enum class Kind : uint8_t { Raw = 1, File = 2, Sparse = 3, Zeros = 4 };
   struct Record {
     Kind kind;
     std::string bytes;  // RAW bytes, or the path for FILE/SPARSE
+    uint64_t zeros = 0;  // ZEROS count
     std::vector<SparseSegment> segments;  // FILE: one segment at offset 0
     uint64_t checksum = 0;
   };
+  void AppendRaw(const uint8_t* data, size_t size);
   std::vector<Record> records_;
 };
 
 // Why an export stopped: `code` is ERR_LAYER_CONTENT_CHANGED for a directory
 // that no longer matches, ERR_ARCHIVE_SPLIT_CORRUPT for a bad tar-split, or
-// empty for a plain syscall failure (then `failure` says which).
+// empty for a plain syscall failure (then the returned Failure says which).
 struct ExportProblem {
   std::string code;
   std::string message;
@@ -91,14 +100,21 @@ class TarExporter {
  public:
   // Parses and validates `split`; `root` is the layer directory.
   Failure Open(const std::string& root, const std::string& split);
-  // Appends up to `max` bytes of the tar to `out`; `done` turns true at the end.
-  Failure Read(size_t max, std::string& out, bool& done);
+  // Fills `out` with up to `max` bytes of the tar, setting `produced`; fewer
+  // than `max` (or 0) only at the end.
+  Failure Read(char* out, size_t max, size_t& produced);
+  // Releases every fd now (see TarApplier::Close).
+  void Close() {
+    file_ = Fd();
+    root_ = Fd();
+  }
   const ExportProblem& problem() const { return problem_; }
 
  private:
   struct Step {
-    bool raw;
-    size_t raw_offset, raw_size;  // into split_
+    bool raw;                     // RAW or ZEROS, else FILE/SPARSE
+    bool zeros;
+    size_t raw_offset, raw_size;  // into split_ (RAW) or zero count
     std::string path;
     std::vector<SparseSegment> segments;
     uint64_t checksum;

@@ -3,6 +3,7 @@
 // export rebuilds the archive byte-exact.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import {
   createReadStream, linkSync, lstatSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync,
 } from 'node:fs';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 
 import { applyLayerArchive } from '../../lib/archive/apply.js';
 import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
-import { chunked, exportBuffer, sha256, snapshot, xattrsBelow } from '../support/tar-builder.js';
+import { buildTar, chunked, exportBuffer, sha256, snapshot, xattrsBelow } from '../support/tar-builder.js';
 import { userXattrsWork } from '../support/vm.js';
 
 // cap_net_bind_service+ep, as a v2 security.capability value.
@@ -43,6 +44,9 @@ function makeTree(root: string, userXattrs: boolean): void {
   mkdirSync(long, { recursive: true });
   writeFileSync(join(long, `${'c'.repeat(200)}.txt`), 'long name\n');
   symlinkSync('t'.repeat(180), join(root, 'longlink'));
+  // Fits ustar only through its prefix field.
+  mkdirSync(join(root, 'p'.repeat(90)));
+  writeFileSync(join(root, 'p'.repeat(90), 'q'.repeat(40)), 'prefixed\n');
   const ping = join(root, 'ping');
   writeFileSync(ping, 'binary');
   run('chmod', ['755', ping]);
@@ -97,6 +101,8 @@ describe('applyLayerArchive with archives from GNU tar', function () {
       const bytes = readFileSync(archive);
       const result = await applyLayerArchive(createReadStream(archive), dir, { whiteouts: 'overlay' });
       expect(result.diffId).to.equal(sha256(bytes));
+      const sum = execFileSync('sha256sum', [archive], { encoding: 'utf8' }).split(' ')[0];
+      expect(result.diffId).to.equal(`sha256:${sum}`);
       expect(result.tarSize).to.equal(bytes.length);
       expect(result.compression).to.equal('none');
       expect(snapshot(dir)).to.deep.equal(snapshot(expected));
@@ -156,12 +162,40 @@ describe('applyLayerArchive with archives from GNU tar', function () {
     });
   }
 
-  it('rejects corrupt gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
-    for (const head of [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9, 9, 9])]) {
+  it('rejects corrupt and truncated gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
+    const work = scratchDir(each, 'cut');
+    const archive = join(work, 'layer.tar');
+    run('tar', ['-cf', archive, '-C', source, 'etc', 'big.bin']);
+    run('gzip', ['-k', archive]);
+    run('zstd', ['-q', '-k', archive]);
+    const gz = readFileSync(`${archive}.gz`);
+    const zst = readFileSync(`${archive}.zst`);
+    const inputs = [
+      Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]),
+      Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 9, 9, 9, 9, 9]),
+      gz.subarray(0, gz.length - 9),
+      zst.subarray(0, zst.length >> 1),
+    ];
+    for (const head of inputs) {
       const dir = scratchDir(each, 'bad');
       const error = await applyLayerArchive(chunked(head), dir, { whiteouts: 'overlay' }).catch((e: unknown) => e);
       expect(error).to.include({ name: 'ArchiveError', code: 'ERR_ARCHIVE_CORRUPT' });
     }
+  });
+
+  it('closes the input stream when applying fails', async function () {
+    const work = scratchDir(each, 'close');
+    const archive = join(work, 'bad.tar');
+    writeFileSync(archive, Buffer.alloc(4096, 'x'));
+    const stream = createReadStream(archive);
+    const error = await applyLayerArchive(stream, work, { whiteouts: 'overlay' }).catch((e: unknown) => e);
+    expect(error).to.include({ code: 'ERR_ARCHIVE_CORRUPT' });
+    expect(stream.destroyed).to.equal(true);
+    const unopened = createReadStream(archive);
+    const missing = await applyLayerArchive(unopened, join(work, 'missing'), { whiteouts: 'overlay' }).catch((e: unknown) => e);
+    expect(missing).to.include({ code: 'ENOENT' });
+    expect(unopened.destroyed).to.equal(true);
+    for (const s of [stream, unopened]) if (!s.closed) await once(s, 'close');
   });
 
   it('rejects a DiffID mismatch', async function () {
@@ -187,5 +221,20 @@ describe('applyLayerArchive with archives from GNU tar', function () {
     const error = await applyLayerArchive(chunked(Buffer.alloc(1024)), work, { whiteouts: 'overlay', signal: controller.signal })
       .catch((e: unknown) => e);
     expect(error).to.have.property('name', 'AbortError');
+
+    const midway = new AbortController();
+    const tar = buildTar([{ name: 'big', data: Buffer.alloc(3 << 20, 1) }]);
+    async function* slowly(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < tar.length; at += 65536) {
+        await new Promise((resolve) => setImmediate(resolve));
+        yield tar.subarray(at, at + 65536);
+      }
+    }
+    const stopped = await applyLayerArchive(slowly(), scratchDir(each, 'midway'), {
+      whiteouts: 'overlay',
+      signal: midway.signal,
+      onProgress: (n) => n > 200_000 && midway.abort(),
+    }).catch((e: unknown) => e);
+    expect(stopped).to.have.property('name', 'AbortError');
   });
 });

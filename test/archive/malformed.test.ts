@@ -68,12 +68,20 @@ describe('applyLayerArchive with malformed archives', function () {
     await fails(tar, 'ERR_ARCHIVE_CORRUPT', /malformed PAX record/);
     await fails(buildTar([{ name: 'L', type: 'L', size: 64 << 20 }]), 'ERR_ARCHIVE_CORRUPT', /too large/);
     await fails(buildTar([{ name: 'x', pax: { mtime: 'yesterday' } }]), 'ERR_ARCHIVE_CORRUPT', "entry 'x': bad PAX mtime");
+    const global = paxData({ comment: 'g'.repeat(9 << 20) });
+    const globals = Buffer.concat([0, 1].map((i) => {
+      const data = paxData({ [`comment${i}`]: 'g'.repeat(9 << 20) });
+      return Buffer.concat([tarHeader({ name: 'g', type: 'g' }, data.length), data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+    }));
+    expect(global.length).to.be.above(9 << 20);
+    await fails(Buffer.concat([globals, buildTar([file])]), 'ERR_ARCHIVE_CORRUPT', 'global PAX headers are too large');
   });
 
   it('rejects streams cut inside a header, inside data, or before the end blocks', async function () {
     const whole = buildTar([file, { name: 'second', data: 'y' }]);
     await fails(whole.subarray(0, 700), 'ERR_ARCHIVE_TRUNCATED', "entry 'file': the stream ends inside this entry");
-    await fails(whole.subarray(0, 1536 + 100), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends inside a header');
+    await fails(whole.subarray(0, 1536 + 100), 'ERR_ARCHIVE_TRUNCATED', "entry 'second': the stream ends inside a header");
+    await fails(whole.subarray(0, 1536 + 50), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends inside a header');
     await fails(whole.subarray(0, 2560), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends without an end-of-archive block');
     await fails(Buffer.alloc(0), 'ERR_ARCHIVE_TRUNCATED', 'the stream ends without an end-of-archive block');
     const pax = paxData({ path: 'long' });
@@ -111,6 +119,19 @@ describe('applyLayerArchive with malformed archives', function () {
     expect(readFileSync(join(dir, 'e/kept'), 'utf8')).to.equal('kept');
   });
 
+  it('knows a file reached through a symlinked directory by its real path', async function () {
+    const dir = await roundTrips(buildTar([
+      { name: 'usr/lib/', type: '5' },
+      { name: 'lib', type: '2', linkname: 'usr/lib' },
+      { name: 'lib/libc.so', data: 'written through the symlink' },
+      { name: 'usr/lib/libc.so', data: 'replaced by its real name' },
+      { name: 'lib/sub/deep', data: 'created parents through the symlink' },
+      { name: 'usr/lib/sub', data: 'file replacing that parent' },
+    ]));
+    expect(readFileSync(join(dir, 'usr/lib/libc.so'), 'utf8')).to.equal('replaced by its real name');
+    expect(readFileSync(join(dir, 'usr/lib/sub'), 'utf8')).to.equal('file replacing that parent');
+  });
+
   it('reads GNU long names and links and PAX overrides', async function () {
     const longName = `${'dir/'.repeat(40)}${'n'.repeat(200)}`;
     const tar = buildTar([
@@ -126,5 +147,15 @@ describe('applyLayerArchive with malformed archives', function () {
     expect(readlinkSync(join(dir, 'sym'))).to.equal('target/'.repeat(30));
     const st = lstatSync(join(dir, 'pax-path'), { bigint: true });
     expect([st.uid, st.gid, st.mtimeNs]).to.deep.equal([4000000000n, 7n, 1234567890123456789n]);
+  });
+
+  it('sets xattrs from SCHILY and LIBARCHIVE records, and skips the ones the kernel refuses with EPERM', async function () {
+    const { xattrsBelow } = await import('../support/tar-builder.js');
+    const dir = await roundTrips(buildTar([
+      { name: 'f', data: 'x', pax: { 'SCHILY.xattr.user.a': Buffer.from([0, 1, 2, 255]), 'LIBARCHIVE.xattr.user.b%3Dc': Buffer.from('hi').toString('base64') } },
+      { name: 'l', type: '2', linkname: 'f', pax: { 'SCHILY.xattr.user.refused': 'x' } },
+    ]));
+    expect(xattrsBelow(dir)['f']).to.deep.equal({ 'user.a': '0x000102ff', 'user.b\\075c': '0x6869' });
+    expect(xattrsBelow(dir)['l']).to.equal(undefined);
   });
 });

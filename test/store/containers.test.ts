@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -10,23 +9,8 @@ import { Store } from '../../lib/store/store.js';
 import { isMountPoint } from '../../lib/system/mountinfo.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { inVm } from '../support/vm.js';
-import { tarOf, writeTree } from '../support/trees.js';
+import { tarOf, treeDigest, writeTree } from '../support/trees.js';
 
-/** A checksum of everything in a directory tree: names, types, modes, owners, contents, xattrs aside. */
-function treeDigest(dir: string): string {
-  const hash = createHash('sha256');
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel)).sort()) {
-      const path = join(dir, rel, name);
-      const stat = lstatSync(path);
-      hash.update(`${rel}/${name} ${stat.mode} ${stat.uid} ${stat.gid} ${stat.rdev} ${stat.mtimeMs}\n`);
-      if (stat.isFile()) hash.update(readFileSync(path));
-      if (stat.isDirectory()) walk(`${rel}/${name}`);
-    }
-  };
-  walk('');
-  return hash.digest('hex');
-}
 
 describe('container layers on overlay2', function () {
   const cleanups = new Cleanups();

@@ -3,14 +3,27 @@ import type { Command } from 'commander';
 import { shortId } from '../../store/digest.js';
 import type { Container, ContainerSize, ContainerStore } from '../../store/containers.js';
 import { withStore } from '../context.js';
-import { formatSize, parseFormat, printList, type Column } from '../output.js';
+import { addMountFlags, mountSpecs, type MountFlags } from './run.js';
+import { formatSize, parseFormat, parseSize, printList, UsageError, type Column } from '../output.js';
 
-interface CreateOptions {
+interface CreateOptions extends MountFlags {
   name?: string;
   volatile?: boolean;
   readOnly?: boolean;
   metacopy?: boolean;
   redirectDir?: boolean;
+  storageOpt: string[];
+}
+
+/** docker's --storage-opt: only size=SIZE is known. */
+function storageOptions(values: readonly string[]): { sizeLimit?: number } {
+  const options: { sizeLimit?: number } = {};
+  for (const value of values) {
+    const [key, size] = value.split('=', 2);
+    if (key !== 'size' || size === undefined) throw new UsageError(`unknown storage option "${value}": only size=SIZE is supported`);
+    options.sizeLimit = parseSize(size);
+  }
+  return options;
 }
 
 /** What `container inspect` shows, in docker's shape. */
@@ -23,6 +36,7 @@ function describe(containers: ContainerStore, container: Container, size?: Conta
     Layer: container.layer,
     Mounts: container.mounts,
     Options: container.options,
+    HostConfig: { Mounts: containers.containerMounts(container).map(({ spec, volume }) => ({ ...spec, ...(volume !== null && { source: volume }) })) },
     GraphDriver: {
       Name: container.driver,
       Data: {
@@ -39,7 +53,7 @@ function describe(containers: ContainerStore, container: Container, size?: Conta
 export function registerContainer(program: Command): void {
   const container = program.command('container').description('Manage container layers');
 
-  container
+  addMountFlags(container
     .command('create')
     .description('Create a writable container layer on a layer and print its id')
     .argument('<layer>', 'ChainID (or unique prefix) of the layer to sit on')
@@ -48,7 +62,9 @@ export function registerContainer(program: Command): void {
     .option('--read-only', 'mount the root filesystem read-only')
     .option('--metacopy', 'copy up only metadata on metadata changes (overlay metacopy=on)')
     .option('--redirect-dir', 'record directory renames as redirects (overlay redirect_dir=on)')
+    .option('--storage-opt <opt>', 'size=SIZE: limit the container\'s changes (btrfs)', (v: string, all: string[]) => [...all, v], [] as string[]))
     .action(async (layer: string, options: CreateOptions, command: Command) => {
+      const mounts = mountSpecs(options);
       await withStore(command, async (store) => {
         const created = await store.containers.create(store.layers.resolve(layer).chainId, {
           ...(options.name !== undefined && { name: options.name }),
@@ -56,6 +72,10 @@ export function registerContainer(program: Command): void {
           ...(options.readOnly && { readOnly: true }),
           ...(options.metacopy && { metacopy: true }),
           ...(options.redirectDir && { redirectDir: true }),
+          ...storageOptions(options.storageOpt),
+          mounts,
+          ...(options.owner !== undefined && { owner: options.owner }),
+          ...(options.allowSensitiveBinds && { allowSensitiveBinds: true }),
         });
         process.stdout.write(`${created.id}\n`);
       });
@@ -157,11 +177,12 @@ export function registerContainer(program: Command): void {
     .description('Remove containers and their writable layers')
     .argument('<container...>', 'names, ids or unique id prefixes')
     .option('-f, --force', 'detach a busy mount lazily instead of failing')
-    .action(async (refs: string[], options: { force?: boolean }, command: Command) => {
+    .option('-v, --volumes', 'remove the anonymous volumes of the container too')
+    .action(async (refs: string[], options: { force?: boolean; volumes?: boolean }, command: Command) => {
       await withStore(command, async (store) => {
         for (const ref of refs) {
           const { id } = store.containers.resolve(ref);
-          await store.containers.remove(id, { ...(options.force && { force: true }) });
+          await store.containers.remove(id, { ...(options.force && { force: true }), ...(options.volumes && { volumes: true }) });
           process.stdout.write(`${ref}\n`);
         }
       });

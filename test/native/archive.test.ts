@@ -1,0 +1,113 @@
+// The native tar applier and exporter directly: parser state across arbitrary
+// chunk boundaries, one call in flight, argument validation, errno errors.
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { TarApplier, TarExporter } from '../../lib/native/archive.js';
+import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
+import { buildTar } from '../support/tar-builder.js';
+
+describe('native tar applier and exporter', function () {
+  const cleanups = new Cleanups();
+  before(function () {
+    if (!isRoot) this.skip();
+  });
+  afterEach(() => cleanups.release());
+
+  const tar = buildTar([
+    { name: 'dir/', type: '5', mode: 0o750 },
+    { name: 'dir/file', data: 'z'.repeat(3000), mode: 0o640 },
+    { name: 'x', pax: { path: 'pax/named/file', 'SCHILY.xattr.user.k': 'v' }, data: 'pax data' },
+    { name: '././@LongLink', type: 'L', data: `${'long/'.repeat(30)}name\0` },
+    { name: 'ignored', data: 'long' },
+  ]);
+
+  for (const size of [1, 7, 511, 512, 513, 4096]) {
+    it(`parses the same archive fed in ${size}-byte chunks`, async function () {
+      const dir = scratchDir(cleanups);
+      const applier = new TarApplier(dir, 'overlay');
+      for (let at = 0; at < tar.length; at += size) await applier.write(tar.subarray(at, at + size));
+      const stats = await applier.finish();
+      expect(stats).to.include({ entries: 4, contentSize: 3000 + 8 + 4 });
+      expect(readFileSync(join(dir, 'dir/file'), 'utf8')).to.equal('z'.repeat(3000));
+      expect(readFileSync(join(dir, 'pax/named/file'), 'utf8')).to.equal('pax data');
+      expect(readFileSync(join(dir, `${'long/'.repeat(30)}name`), 'utf8')).to.equal('long');
+      const exporter = new TarExporter(dir, stats.tarSplit);
+      const parts: Buffer[] = [];
+      for (let chunk = await exporter.read(size); chunk; chunk = await exporter.read(size)) {
+        expect(chunk.length).to.be.at.most(size);
+        parts.push(chunk);
+      }
+      expect(Buffer.concat(parts)).to.deep.equal(tar);
+    });
+  }
+
+  it('applies an array of chunks in order', async function () {
+    const dir = scratchDir(cleanups);
+    const applier = new TarApplier(dir, 'overlay');
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < tar.length; at += 700) pieces.push(tar.subarray(at, at + 700));
+    await applier.write(pieces.slice(0, 3));
+    await applier.write(pieces.slice(3));
+    expect((await applier.finish()).entries).to.equal(4);
+    expect(readFileSync(join(dir, 'dir/file'), 'utf8')).to.equal('z'.repeat(3000));
+  });
+
+  it('refuses a second call while one is running, and writes after a failure', async function () {
+    const dir = scratchDir(cleanups);
+    const applier = new TarApplier(dir, 'remove');
+    const first = applier.write(tar);
+    expect(() => applier.write(tar)).to.throw().with.property('code', 'ERR_ARCHIVE_BUSY');
+    await first;
+    const bad = Buffer.from(tar.subarray(0, 512));
+    bad.writeUInt8(bad.readUInt8(0) ^ 1, 0);
+    await applier.write(Buffer.alloc(0));
+    const error = await new TarApplier(scratchDir(cleanups), 'overlay').write(bad).catch((e: unknown) => e);
+    expect(error).to.include({ code: 'ERR_ARCHIVE_CORRUPT' });
+  });
+
+  it('reports a failed syscall with errno, syscall and path', async function () {
+    const dir = scratchDir(cleanups);
+    const applier = new TarApplier(dir, 'overlay');
+    const error = await applier.write(buildTar([{ name: 'l', type: '1', linkname: 'missing' }])).catch((e: unknown) => e);
+    expect(error).to.include({ name: 'ArchiveError', code: 'ERR_ARCHIVE_APPLY', entry: 'l' });
+    expect((error as Error).cause).to.include({ code: 'ENOENT', syscall: 'linkat', path: 'missing', dest: 'l' });
+    const again = await applier.write(tar).catch((e: unknown) => e);
+    expect(again).to.include({ code: 'ERR_ARCHIVE_STATE' });
+    expect(() => new TarApplier(join(dir, 'nope'), 'overlay')).to.throw().with.property('code', 'ENOENT');
+  });
+
+  it('refuses to write or finish after finishing', async function () {
+    const applier = new TarApplier(scratchDir(cleanups), 'overlay');
+    await applier.write(tar);
+    await applier.finish();
+    expect(await applier.write(tar).catch((e: unknown) => e)).to.include({ code: 'ERR_ARCHIVE_STATE' });
+    expect(await applier.finish().catch((e: unknown) => e)).to.include({ code: 'ERR_ARCHIVE_STATE' });
+  });
+
+  describe('argument validation', function () {
+    it('throws TypeErrors instead of crashing', async function () {
+      const { native } = await import('../../lib/native/binding.js');
+      const dir = scratchDir(cleanups);
+      const applier = new native.TarApplier(dir, 'overlay');
+      const exporter = new native.TarExporter(dir, Buffer.from('STSPLIT1\0'));
+      const bad: Array<[string, () => unknown]> = [
+        ['non-string dir', () => new native.TarApplier(1 as unknown as string, 'overlay')],
+        ['empty dir', () => new native.TarApplier('', 'overlay')],
+        ['NUL in dir', () => new native.TarApplier('/tmp/a\0b', 'overlay')],
+        ['bad whiteout mode', () => new native.TarApplier(dir, 'bogus' as 'overlay')],
+        ['missing chunk', () => (applier.write as unknown as () => unknown)()],
+        ['string chunk', () => applier.write('abc' as unknown as Buffer)],
+        ['array with a non-buffer', () => applier.write([Buffer.alloc(1), 'x' as unknown as Buffer])],
+        ['non-buffer split', () => new native.TarExporter(dir, 'x' as unknown as Buffer)],
+        ['zero maxBytes', () => exporter.read(0)],
+        ['fractional maxBytes', () => exporter.read(1.5)],
+        ['huge maxBytes', () => exporter.read(2 ** 40)],
+        ['called without new', () => (native.TarApplier as unknown as (d: string, m: string) => unknown)(dir, 'overlay')],
+      ];
+      for (const [what, call] of bad) expect(call, what).to.throw(TypeError);
+      expect(await exporter.read(10)).to.equal(null);
+    });
+  });
+});
