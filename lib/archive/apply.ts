@@ -12,7 +12,14 @@ import { Decompress } from 'fzstd';
 import { TarApplier } from '../native/archive.js';
 import { ArchiveError } from './errors.js';
 
-export type WhiteoutMode = 'overlay' | 'remove';
+/**
+ * How whiteouts become the driver's form: overlay character devices, removal
+ * (for drivers whose layer directory starts as a copy of its parent), or
+ * 'index': the directory already holds the content and nothing is written,
+ * only the DiffID and tar-split are taken (a container's changes adopted as a
+ * layer in place).
+ */
+export type WhiteoutMode = 'overlay' | 'remove' | 'index';
 
 export interface ApplyOptions {
   /**

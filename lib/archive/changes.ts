@@ -24,6 +24,10 @@ function xattr(path: string, name: string): string | undefined {
   }
 }
 
+export function hasXattr(path: string, name: string): boolean {
+  return xattr(path, name) !== undefined;
+}
+
 export function isWhiteout(stat: { isCharacterDevice(): boolean; rdev: number }): boolean {
   return stat.isCharacterDevice() && stat.rdev === 0;
 }

@@ -111,7 +111,7 @@ export async function* changesArchive(view: string, changes: readonly Change[]):
       if (stat.nlink > 1) linked.set(inode, name);
       yield* headerBlocks({ ...base, name, type: '0', size: stat.size, pax });
       let written = 0;
-      for await (const chunk of createReadStream(path)) {
+      for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
         written += (chunk as Buffer).length;
         yield chunk as Buffer;
       }

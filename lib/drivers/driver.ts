@@ -70,6 +70,20 @@ export interface StorageDriver {
   /** The container's changes against its layer; `view` shows its tree. */
   changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]>;
   /**
+   * Whether the container's files can become a layer as they are (commit in
+   * place). overlay cannot when the upper directory holds redirects or
+   * metacopy files, whose data lives in the layers below.
+   */
+  adoptable(cacheId: string): Promise<boolean>;
+  /**
+   * Makes the container's files the layer `layerCacheId` without copying data
+   * where it can. Returns a move for the caller to make once the layer is
+   * registered (overlay: the upper directory becomes the layer's, and the
+   * container gets an empty one), or null when it already made the layer
+   * (btrfs: a snapshot; vfs: a reflink copy).
+   */
+  adoptWritable(cacheId: string, layerCacheId: string): Promise<{ from: string; to: string } | null>;
+  /**
    * Bytes the container's own changes take, where the filesystem keeps that
    * count (btrfs qgroups), so sizing needs no tree walk; undefined otherwise.
    */

@@ -1,13 +1,13 @@
 // overlay2: each layer's own files in <root>/overlay2/<cache-id>/diff, stacked
 // by the kernel's overlayfs; whiteouts are 0/0 character devices.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { probeOverlayFeatures } from '../native/overlay.js';
 import { StoreError } from '../store/errors.js';
 import { refuseSizeLimit } from './size-limit.js';
 import { probeBackingFilesystem } from '../system/probes.js';
-import { upperChanges, type Change } from '../archive/changes.js';
+import { hasXattr, redirectOf, upperChanges, type Change } from '../archive/changes.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
 
 export class Overlay2Driver implements StorageDriver {
@@ -98,6 +98,26 @@ export class Overlay2Driver implements StorageDriver {
 
   changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]> {
     return upperChanges(this.writable(cacheId).upper, chain.map((id) => this.layerDir(id)), view);
+  }
+
+  async adoptable(cacheId: string): Promise<boolean> {
+    const inPlace = async (dir: string): Promise<boolean> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) {
+          if (redirectOf(path) !== undefined || !(await inPlace(path))) return false;
+        } else if (entry.isFile() && hasXattr(path, 'trusted.overlay.metacopy')) {
+          return false;
+        }
+      }
+      return true;
+    };
+    return inPlace(this.writable(cacheId).upper);
+  }
+
+  async adoptWritable(cacheId: string, layerCacheId: string): Promise<{ from: string; to: string }> {
+    await mkdir(this.layerPath(layerCacheId), { mode: 0o755 });
+    return { from: this.writable(cacheId).upper, to: this.layerDir(layerCacheId) };
   }
 
   async removePath(path: string): Promise<void> {

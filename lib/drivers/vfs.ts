@@ -68,6 +68,16 @@ export class VfsDriver implements StorageDriver {
     return { type: 'bind', source: this.writable(cacheId).upper, readOnly: options.readOnly ?? false };
   }
 
+  async adoptable(): Promise<boolean> {
+    return true;
+  }
+
+  /** The new layer is a copy (reflinked where the filesystem can) or a snapshot of the container's tree. */
+  async adoptWritable(cacheId: string, layerCacheId: string): Promise<null> {
+    await this.copyOf(this.writable(cacheId).upper, this.layerDir(layerCacheId));
+    return null;
+  }
+
   viewMount(): null {
     return null;
   }

@@ -32,7 +32,7 @@ export interface TarApplyStats {
 export class TarApplier {
   private readonly inner: NativeTarApplier;
 
-  constructor(dir: string, whiteouts: 'overlay' | 'remove') {
+  constructor(dir: string, whiteouts: 'overlay' | 'remove' | 'index') {
     this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts));
   }
 

@@ -69,7 +69,7 @@ export interface NativeBinding {
   };
 
   // archive.cc
-  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove') => NativeTarApplier;
+  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index') => NativeTarApplier;
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
 
   // tree.cc

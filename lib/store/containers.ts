@@ -3,10 +3,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
+import { applyLayerArchive } from '../archive/apply.js';
 import type { Change } from '../archive/changes.js';
 import { changesArchive } from '../archive/tar-writer.js';
 import type { StorageDriver, WritableLayout, WritableOptions } from '../drivers/driver.js';
@@ -212,17 +213,78 @@ export class ContainerStore {
 
   /**
    * Makes the container's changes a new read-only layer on the container's
-   * layer. Its DiffID is what exporting the diff as a tar and importing it
-   * gives, because that is what happens, streamed: no archive is written.
-   * A mounted container may be committed; each file is read as it is at that
-   * moment, and a file that changes size while it is read fails the commit.
+   * layer. Its DiffID is always that of the tar of the changes, as exporting
+   * the diff and importing it would give.
+   *
+   * An unmounted container's files are adopted as the layer in place where the
+   * driver can (overlay moves the upper directory, btrfs snapshots, vfs
+   * reflink-copies): only the tar's digest and tar-split are computed, no data
+   * is written again. The container then sits on the new layer, so its diff is
+   * empty until it changes something else.
+   *
+   * A mounted container, or one whose changes cannot be adopted, is committed
+   * by streaming the tar into a new layer (no archive is written). Each file is
+   * read as it is at that moment; one that changes size while it is read fails
+   * the commit. The container keeps its layer and its diff.
    */
   async commit(reference: string): Promise<ImportResult> {
     const container = this.resolve(reference);
+    if (!isMountPoint(this.layout(container).merged) && (await this.driver.adoptable(container.cacheId))) {
+      return this.commitInPlace(container);
+    }
     return this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
       return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: true });
     });
+  }
+
+  private async commitInPlace(container: Container): Promise<ImportResult> {
+    const layout = this.layout(container);
+    const indexed = await this.withView(container, async (view) => {
+      const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
+      return applyLayerArchive(Readable.from(changesArchive(view, changes)), layout.upper, { whiteouts: 'index' });
+    });
+    const cacheId = randomBytes(32).toString('hex');
+    const path = this.driver.layerPath(cacheId);
+    beginStaging(this.db, path);
+    try {
+      const move = await this.driver.adoptWritable(container.cacheId, cacheId);
+      const registered = transaction(this.db, () => {
+        const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, true);
+        // The container now sits on the layer holding its changes.
+        this.layers.retainInTransaction(result.layer.chainId);
+        this.layers.releaseInTransaction(container.layer); // still held by the new layer
+        this.db.prepare('UPDATE containers SET layer = ? WHERE id = ?').run(result.layer.chainId, container.id);
+        if (move && !result.existed) this.db.prepare('INSERT INTO adoptions (from_path, to_path) VALUES (?, ?)').run(move.from, move.to);
+        return result;
+      });
+      if (registered.existed) {
+        // Those changes were a layer already: the container's copy of them goes.
+        await discardStaged(this.db, path, (p) => this.driver.removePath(p));
+        if (move) await this.emptyDirectory(move.from);
+      } else if (move) {
+        await this.completeAdoption(move.from, move.to);
+      }
+      return registered;
+    } catch (error) {
+      await discardStaged(this.db, path, (p) => this.driver.removePath(p));
+      throw error;
+    }
+  }
+
+  /** Moves a container's directory into its layer and gives the container an empty one. Safe to redo. */
+  private async completeAdoption(from: string, to: string): Promise<void> {
+    if (!existsSync(to) || (await readdir(to)).length === 0) {
+      await rm(to, { recursive: true, force: true });
+      await rename(from, to);
+    }
+    await mkdir(from, { recursive: true, mode: 0o755 });
+    relaxed(this.db, () => this.db.prepare('DELETE FROM adoptions WHERE from_path = ?').run(from));
+  }
+
+  private async emptyDirectory(dir: string): Promise<void> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o755 });
   }
 
   /**
@@ -291,6 +353,11 @@ export class ContainerStore {
    */
   async recover(): Promise<string[]> {
     const repaired: string[] = [];
+    const adoptions = this.db.prepare('SELECT from_path AS "from", to_path AS "to" FROM adoptions').all() as Array<{ from: string; to: string }>;
+    for (const { from, to } of adoptions) {
+      await this.completeAdoption(from, to);
+      repaired.push(`finished moving ${from} into its layer after an interrupted commit`);
+    }
     for (const container of this.list()) {
       const layout = this.layout(container);
       const view = this.viewPath(container);

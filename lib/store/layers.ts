@@ -212,7 +212,12 @@ export class LayerStore {
     return this.chainCacheIds(chainId).map((id) => this.driver.layerDir(id));
   }
 
-  private register(cacheId: string, parent: Digest | null, diffId: Digest, applied: ApplyResult, explicit: boolean): ImportResult {
+  /**
+   * Registers a layer whose files are already in the driver's directory for
+   * `cacheId` (applied, or adopted from a container); the same layer already
+   * present is returned instead. Joins the caller's transaction if one is open.
+   */
+  register(cacheId: string, parent: Digest | null, diffId: Digest, applied: Omit<ApplyResult, 'compression'>, explicit: boolean): ImportResult {
     const chainId = computeChainId(parent, diffId);
     return transaction(this.db, () => {
       const existing = this.get(chainId);

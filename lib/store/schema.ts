@@ -79,4 +79,14 @@ export const migrations: readonly string[] = [
 
   ALTER TABLE containers ADD COLUMN owner TEXT;
   `,
+  `
+  -- A container's writable directory being moved into a new layer by a
+  -- commit (overlay's adopt-in-place). Written in the transaction that
+  -- registers the layer; the move happens after it, and the next open redoes
+  -- a move a crash interrupted.
+  CREATE TABLE adoptions (
+    from_path TEXT PRIMARY KEY,
+    to_path   TEXT NOT NULL
+  );
+  `,
 ];

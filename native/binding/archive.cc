@@ -103,15 +103,17 @@ class Applier : public Napi::ObjectWrap<Applier> {
                         InstanceMethod("close", &Applier::Close)});
   }
 
-  // new TarApplier(dir, whiteouts: 'overlay' | 'remove')
+  // new TarApplier(dir, whiteouts: 'overlay' | 'remove' | 'index')
   explicit Applier(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Applier>(info) {
     std::string dir = PathArg(info, 0, "dir");
     std::string mode = StringArg(info, 1, "whiteouts", false);
-    if (mode != "overlay" && mode != "remove")
+    if (mode != "overlay" && mode != "remove" && mode != "index")
       ThrowArgError(info.Env(), "ERR_INVALID_ARG_VALUE",
-                    "The \"whiteouts\" argument must be 'overlay' or 'remove'");
-    if (Failure f = applier_.Open(dir, mode == "overlay" ? WhiteoutMode::Overlay
-                                                          : WhiteoutMode::Remove))
+                    "The \"whiteouts\" argument must be 'overlay', 'remove' or 'index'");
+    WhiteoutMode whiteouts = mode == "overlay"  ? WhiteoutMode::Overlay
+                             : mode == "remove" ? WhiteoutMode::Remove
+                                                : WhiteoutMode::Index;
+    if (Failure f = applier_.Open(dir, whiteouts))
       throw ErrnoError(info.Env(), f);
   }
 

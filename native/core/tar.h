@@ -32,6 +32,10 @@ namespace strata {
 enum class WhiteoutMode {
   Overlay,  // `.wh.x` -> char device 0/0 `x`; `.wh..wh..opq` -> trusted.overlay.opaque=y
   Remove,   // delete `x`; empty the directory of what this layer did not add
+  // The directory already holds the archive's content (a container's changes
+  // adopted as a layer): nothing is written; the stream is parsed and
+  // checksummed, and its tar-split recorded against the directory.
+  Index,
 };
 
 // Why applying stopped. `code` is an ERR_ARCHIVE_* name; for a failed syscall
@@ -108,6 +112,8 @@ class TarApplier {
   Failure ApplyWhiteout(const std::string& parent, const std::string& name);
   Failure RemoveNotAdded(int dir, const std::string& path);
   Failure CreateEntry();
+  Failure IndexEntry();
+  Failure SkipPayload();
   Failure SetMetadata(int parent, const std::string& name, int fd);
   Failure WritePayload(const uint8_t* data, size_t size);
   Failure FinishFile();

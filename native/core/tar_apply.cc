@@ -271,12 +271,7 @@ Failure TarApplier::CreateEntry() {
   stats_.entries++;
   padding_remaining_ = PaddingFor(e.size);
   payload_remaining_ = e.size;
-  auto skip_payload = [&]() {
-    state_ = payload_remaining_ > 0 ? State::Skip
-             : padding_remaining_ > 0 ? State::Padding
-                                      : State::Header;
-    return Ok();
-  };
+  auto skip_payload = [&]() { return SkipPayload(); };
 
   bool regular = IsRegularType(e.type);
   bool known = regular || e.type == '1' || e.type == '2' || e.type == '3' || e.type == '4' ||
@@ -290,6 +285,7 @@ Failure TarApplier::CreateEntry() {
   if (e.path.empty()) {  // the layer root itself, e.g. "./"
     if (e.type != '5')
       return Problem("ERR_ARCHIVE_BAD_PATH", e.name, "entry would replace the layer directory");
+    if (mode_ == WhiteoutMode::Index) return skip_payload();
     if (Failure f = SetMetadata(-1, "", root_.get())) return f;
     dir_times_[""] = Times{e.atime_sec, e.mtime_sec, e.atime_nsec, e.mtime_nsec};
     return skip_payload();
@@ -302,9 +298,11 @@ Failure TarApplier::CreateEntry() {
   std::string parent = slash == std::string::npos ? "" : e.path.substr(0, slash);
   std::string name = slash == std::string::npos ? e.path : e.path.substr(slash + 1);
   if (name.compare(0, 4, ".wh.") == 0) {
-    if (Failure f = ApplyWhiteout(parent, name)) return f;
+    if (mode_ != WhiteoutMode::Index)
+      if (Failure f = ApplyWhiteout(parent, name)) return f;
     return skip_payload();
   }
+  if (mode_ == WhiteoutMode::Index) return IndexEntry();
 
   int pfd;
   std::string real_parent;
@@ -383,6 +381,32 @@ Failure TarApplier::CreateEntry() {
   return skip_payload();
 }
 
+// Index mode: a regular file's payload is checksummed for its tar-split
+// record; nothing is created (the directory already holds the file).
+Failure TarApplier::IndexEntry() {
+  Entry& e = entry_;
+  if (!IsRegularType(e.type)) return SkipPayload();
+  if (!e.sparse) e.segments = {SparseSegment{0, e.size}};
+  segment_ = 0;
+  done_in_segment_ = 0;
+  checksum_ = ContentChecksum();
+  if (e.sparse_map_in_data) {
+    if (e.size == 0) return Problem("ERR_ARCHIVE_CORRUPT", e.name, "sparse file without its map");
+    sparse_map_text_.clear();
+    state_ = State::SparseMap;
+    return Ok();
+  }
+  if (Failure f = CheckSegments()) return f;
+  state_ = State::Payload;
+  if (payload_remaining_ == 0) return FinishFile();
+  return Ok();
+}
+
+Failure TarApplier::SkipPayload() {
+  state_ = payload_remaining_ > 0 ? State::Skip : padding_remaining_ > 0 ? State::Padding : State::Header;
+  return Ok();
+}
+
 Failure TarApplier::WritePayload(const uint8_t* data, size_t size) {
   const std::vector<SparseSegment>& segments = entry_.segments;
   while (size > 0) {
@@ -396,7 +420,7 @@ Failure TarApplier::WritePayload(const uint8_t* data, size_t size) {
     size_t take = static_cast<size_t>(
         std::min<uint64_t>({static_cast<uint64_t>(size), seg.length - done_in_segment_, kWritePiece}));
     checksum_.Update(data, take);
-    size_t written = 0;
+    size_t written = mode_ == WhiteoutMode::Index ? take : 0;  // index mode writes nothing
     while (written < take) {
       ssize_t n = pwrite(file_.get(), data + written, take - written,
                          static_cast<off_t>(seg.offset + done_in_segment_ + written));
@@ -413,10 +437,12 @@ Failure TarApplier::WritePayload(const uint8_t* data, size_t size) {
 
 Failure TarApplier::FinishFile() {
   Entry& e = entry_;
-  if (e.sparse && ftruncate(file_.get(), static_cast<off_t>(e.real_size)) != 0)
-    return SysProblem(Fail(errno, "ftruncate", e.path), e.name);
-  if (Failure f = SetMetadata(-1, "", file_.get())) return f;
-  file_ = Fd();
+  if (mode_ != WhiteoutMode::Index) {
+    if (e.sparse && ftruncate(file_.get(), static_cast<off_t>(e.real_size)) != 0)
+      return SysProblem(Fail(errno, "ftruncate", e.path), e.name);
+    if (Failure f = SetMetadata(-1, "", file_.get())) return f;
+    file_ = Fd();
+  }
   uint64_t checksum = checksum_.Final();
   if (e.sparse && e.size > 0)
     tracked_[e.path] = split_.AddSparse(e.path, e.segments, checksum);

@@ -145,6 +145,23 @@ for (const setup of setups) {
       expect(await store.containers.changes(d.id)).to.deep.equal([]);
     });
 
+    it('commits an unmounted container in place, and the container sits on its commit', async function () {
+      const { child } = await twoLayers();
+      const c = await store.containers.create(child.chainId);
+      const rootfs = await store.containers.mount(c.id);
+      writeFileSync(join(rootfs, 'etc/hosts'), 'in place\n');
+      rmSync(join(rootfs, 'etc/passwd'), { force: true });
+      rmSync(join(rootfs, 'lib/c'));
+      await store.containers.unmount(c.id);
+      const { layer } = await store.containers.commit(c.id);
+      expect(sha256(await buffer(store.layers.export(layer.chainId)))).to.equal(layer.diffId);
+      expect(await store.containers.changes(c.id)).to.deep.equal([]);
+      const d = await store.containers.create(layer.chainId);
+      const rootD = await store.containers.mount(d.id);
+      expect(readFileSync(join(rootD, 'etc/hosts'), 'utf8')).to.equal('in place\n');
+      expect(existsSync(join(rootD, 'lib/c'))).to.equal(false);
+    });
+
     it('limits the size of a container where the driver can, and refuses where it cannot', async function () {
       const { child } = await twoLayers();
       const attempt = store.containers.create(child.chainId, { sizeLimit: 4 << 20 });

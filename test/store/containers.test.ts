@@ -134,6 +134,42 @@ describe('container layers on overlay2', function () {
     expect(existsSync(join(rootD, 'opt/app'))).to.equal(false);
   });
 
+  it('commits an unmounted container in place: the upper directory becomes the layer, no data copied', async function () {
+    const c = await store.containers.create(image);
+    const rootfs = await store.containers.mount(c.id);
+    writeFileSync(join(rootfs, 'big'), Buffer.alloc(5_000_000, 3));
+    rmSync(join(rootfs, 'usr/lib/a'));
+    await store.containers.unmount(c.id);
+    const inode = lstatSync(join(store.containers.layout(c).upper, 'big')).ino;
+
+    const { layer, existed } = await store.containers.commit(c.id);
+    expect(existed).to.equal(false);
+    expect(lstatSync(join(store.layers.chainDirs(layer.chainId)[0]!, 'big')).ino, 'the same file, moved').to.equal(inode);
+    expect(sha256(await buffer(store.layers.export(layer.chainId)))).to.equal(layer.diffId);
+    // The container now sits on its commit: same tree, nothing left to diff.
+    expect(store.containers.get(c.id)!.layer).to.equal(layer.chainId);
+    expect(await store.containers.changes(c.id)).to.deep.equal([]);
+    const again = await store.containers.mount(c.id);
+    expect(readFileSync(join(again, 'big')).length).to.equal(5_000_000);
+    expect(existsSync(join(again, 'usr/lib/a'))).to.equal(false);
+    expect(store.db.prepare('SELECT count(*) AS n FROM adoptions').get()).to.deep.equal({ n: 0 });
+  });
+
+  it('gives the same layer whether it commits by streaming (mounted) or in place', async function () {
+    const c = await store.containers.create(image);
+    const rootfs = await store.containers.mount(c.id);
+    writeFileSync(join(rootfs, 'etc/hosts'), 'both ways\n');
+    mkdirSync(join(rootfs, 'srv'));
+    writeFileSync(join(rootfs, 'srv/f'), 'f');
+    const streamed = await store.containers.commit(c.id); // mounted: streamed, the container keeps its diff
+    expect(store.containers.get(c.id)!.layer).to.equal(image);
+    await store.containers.unmount(c.id);
+    const inPlace = await store.containers.commit(c.id);
+    expect(inPlace.existed).to.equal(true);
+    expect(inPlace.layer.chainId).to.equal(streamed.layer.chainId);
+    expect(await store.containers.changes(c.id)).to.deep.equal([]);
+  });
+
   it('counts mounts: the last unmount detaches', async function () {
     const c = await store.containers.create(image);
     const first = await store.containers.mount(c.id);

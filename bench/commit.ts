@@ -1,0 +1,85 @@
+// Commit of 1,000 changed files plus 100 MB: strata (in place, and streamed
+// for a mounted container) against `docker commit` of the same change on the
+// same filesystem, in the same run.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+
+import { Store } from '../lib/store/store.js';
+import { startDocker } from './docker.js';
+import { fmt, freshFilesystem, stats, writeResult, type BenchFs } from './support.js';
+
+const runs = Number(process.env.BENCH_RUNS ?? 5);
+
+function changeTree(dir: string): void {
+  mkdirSync(join(dir, 'app/files'), { recursive: true });
+  for (let i = 0; i < 1000; i++) writeFileSync(join(dir, 'app/files', `f${i}`), `file ${i}\n`.repeat(20));
+  writeFileSync(join(dir, 'app/blob'), execFileSync('head', ['-c', String(100 * 1024 * 1024), '/dev/urandom'], { maxBuffer: 1 << 28 }));
+}
+
+async function measure(fsType: BenchFs) {
+  const scratch = await freshFilesystem(fsType, 8);
+  try {
+    const change = join(scratch.dir, 'change');
+    changeTree(change);
+    const base = join(scratch.dir, 'base');
+    mkdirSync(join(base, 'etc'), { recursive: true });
+    writeFileSync(join(base, 'etc/hostname'), 'bench\n');
+    const baseTar = execFileSync('tar', ['-C', base, '-cf', '-', '.']);
+
+    const store = await Store.open({ root: join(scratch.dir, 'strata') });
+    const image = (await store.layers.import(Readable.from([baseTar]), { explicit: true })).layer.chainId;
+    const timeCommit = async (mounted: boolean) => {
+      const samples: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const c = await store.containers.create(image);
+        const rootfs = await store.containers.mount(c.id);
+        execFileSync('cp', ['-a', join(change, 'app'), rootfs]);
+        if (!mounted) await store.containers.unmount(c.id);
+        execFileSync('sync', ['-f', scratch.dir]);
+        const start = process.hrtime.bigint();
+        const { layer } = await store.containers.commit(c.id);
+        samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+        await store.containers.remove(c.id, { force: true });
+        await store.layers.remove(layer.chainId);
+      }
+      return stats(samples);
+    };
+    const inPlace = await timeCommit(false);
+    const streamed = await timeCommit(true);
+    store.close();
+
+    const docker = await startDocker(join(scratch.dir, 'docker'));
+    try {
+      docker.run(['import', '-', 'bench-base'], baseTar);
+      const samples: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const id = docker.run(['create', 'bench-base', '/nothing']).trim();
+        docker.run(['cp', join(change, 'app'), `${id}:/`]);
+        execFileSync('sync', ['-f', scratch.dir]);
+        const start = process.hrtime.bigint();
+        const committed = docker.run(['commit', id]).trim();
+        samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+        docker.run(['rm', id]);
+        docker.run(['rmi', committed]);
+      }
+      const dockerCommit = stats(samples);
+      return { fs: fsType, strataInPlace: inPlace, strataStreamed: streamed, dockerCommit, ratioInPlace: dockerCommit.median / inPlace.median, ratioStreamed: dockerCommit.median / streamed.median };
+    } finally {
+      await docker.stop();
+    }
+  } finally {
+    await scratch.release();
+  }
+}
+
+const results = [];
+for (const fsType of ['ext4'] as const) {
+  const r = await measure(fsType);
+  results.push(r);
+  console.log(`${r.fs}: docker commit ${fmt(r.dockerCommit)}`);
+  console.log(`${r.fs}: strata commit in place ${fmt(r.strataInPlace)}  -> ${r.ratioInPlace.toFixed(1)}x faster`);
+  console.log(`${r.fs}: strata commit streamed (mounted) ${fmt(r.strataStreamed)}  -> ${r.ratioStreamed.toFixed(1)}x faster`);
+}
+console.log(`results: ${writeResult('commit', results)}`);
