@@ -25,7 +25,7 @@ import {
   loopStatus,
 } from '../../lib/native/loop.js';
 import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
-import { detachIfBacking } from '../support/images.js';
+import { detachIfBacking, fsImage } from '../support/images.js';
 
 /** What `promise` rejects with; fails the test if it resolves. */
 async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
@@ -38,8 +38,8 @@ async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoExcepti
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 
-function sparseFile(cleanups: Cleanups, size = 64 * MiB): string {
-  const file = join(scratchDir(cleanups, 'loop'), 'backing');
+function sparseFile(cleanups: Cleanups, size = 64 * MiB, dir = scratchDir(cleanups, 'loop')): string {
+  const file = join(dir, 'backing');
   writeFileSync(file, '');
   truncateSync(file, size);
   return file;
@@ -134,7 +134,8 @@ describe('native loop devices', function () {
   });
 
   it('sets direct I/O and the logical block size', async function () {
-    const file = sparseFile(cleanups);
+    // On ext4: tmpfs (the VM's /tmp) takes O_DIRECT only since Linux 6.6.
+    const file = sparseFile(cleanups, 16 * MiB, await fsImage(cleanups, 'ext4'));
     const loop = await attach(file, { directIo: true, blockSize: 4096 });
     expect(await loopStatus(loop.device)).to.include({ directIo: true });
     expect(readFileSync(`/sys/block/loop${loop.number}/queue/logical_block_size`, 'utf8').trim()).to.equal('4096');

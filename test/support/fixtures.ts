@@ -60,7 +60,9 @@ export async function tmpfsDir(cleanups: Cleanups, size = '256m'): Promise<strin
  */
 export function requireFeature(ctx: Mocha.Context, available: boolean, reason: string): void {
   if (!available) {
-    ctx.test?.title && (ctx.test.title += ` (skipped: ${reason})`);
+    // In a beforeEach hook the skipped test is currentTest (ctx.test is the hook).
+    const test = ctx.currentTest ?? ctx.test;
+    test?.title && (test.title += ` (skipped: ${reason})`);
     ctx.skip();
   }
 }
