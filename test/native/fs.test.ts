@@ -15,16 +15,9 @@ import {
   whiteoutSync,
 } from '../../lib/native/fs.js';
 import { mount, unmount } from '../../lib/native/mount.js';
-import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
-/** What `promise` rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException,
-  );
-}
 
 /** What an expression throws (synchronously), for property checks. */
 function thrown(fn: () => unknown): NodeJS.ErrnoException {

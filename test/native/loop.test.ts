@@ -24,16 +24,9 @@ import {
   type LoopOptions,
   loopStatus,
 } from '../../lib/native/loop.js';
-import { Cleanups, isRoot, scratchDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, scratchDir } from '../support/fixtures.js';
 import { detachIfBacking, fsImage } from '../support/images.js';
 
-/** What `promise` rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException,
-  );
-}
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;

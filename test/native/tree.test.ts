@@ -23,17 +23,10 @@ import { native } from '../../lib/native/binding.js';
 import { getXattrSync, listXattrsSync, mknodSync, setXattrSync, statfsSync, whiteoutSync } from '../../lib/native/fs.js';
 import { mount, unmount } from '../../lib/native/mount.js';
 import { copyTree, type TreeCopyStats } from '../../lib/native/tree.js';
-import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage, type ImageFs } from '../support/images.js';
 import { userXattrsWork } from '../support/vm.js';
 
-/** What `promise` rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error as NodeJS.ErrnoException,
-  );
-}
 
 function openFdCount(): number {
   return readdirSync('/proc/self/fd').length;
