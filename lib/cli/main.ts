@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 
 import { registerContainer } from './commands/container.js';
+import { registerImage } from './commands/image.js';
 import { registerInfo } from './commands/info.js';
 import { registerLayer } from './commands/layer.js';
 import { UsageError } from './output.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerInfo(program);
   registerLayer(program);
   registerContainer(program);
+  registerImage(program);
   return program;
 }
 

@@ -13,7 +13,12 @@ export type StoreErrorCode =
   | 'ERR_NAME_IN_USE'
   | 'ERR_CONTAINER_UNKNOWN'
   | 'ERR_CONTAINER_AMBIGUOUS'
-  | 'ERR_CONTAINER_BUSY';
+  | 'ERR_CONTAINER_BUSY'
+  | 'ERR_IMAGE_UNKNOWN'
+  | 'ERR_IMAGE_AMBIGUOUS'
+  | 'ERR_IMAGE_IN_USE'
+  | 'ERR_INVALID_REFERENCE'
+  | 'ERR_IMAGE_INVALID';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

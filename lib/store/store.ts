@@ -9,6 +9,7 @@ import { Overlay2Driver } from '../drivers/overlay2.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
+import { ImageStore } from './images.js';
 import { LayerStore } from './layers.js';
 import { recoverStaging } from './staging.js';
 
@@ -29,6 +30,7 @@ const drivers: Record<string, (root: string) => ContainerDriver> = {
 export class Store {
   readonly layers: LayerStore;
   readonly containers: ContainerStore;
+  readonly images: ImageStore;
 
   private constructor(
     readonly root: string,
@@ -41,6 +43,7 @@ export class Store {
   ) {
     this.layers = new LayerStore(db, driver);
     this.containers = new ContainerStore(db, driver, this.layers);
+    this.images = new ImageStore(db, this.layers);
   }
 
   static async open(options: StoreOptions = {}): Promise<Store> {

@@ -2,8 +2,12 @@ import type { Command } from 'commander';
 
 import { shortId } from '../../store/digest.js';
 import type { Container, ContainerStore } from '../../store/containers.js';
+import { transaction } from '../../store/database.js';
+import type { StoreError } from '../../store/errors.js';
+import type { Image } from '../../store/images.js';
+import type { Store } from '../../store/store.js';
 import { withStore } from '../context.js';
-import { formatSize, parseFormat, printList, type Column } from '../output.js';
+import { formatSize, parseFormat, printList, UsageError, type Column } from '../output.js';
 
 interface CreateOptions {
   name?: string;
@@ -36,13 +40,24 @@ function describe(containers: ContainerStore, container: Container, withSize: bo
   };
 }
 
+/** The image a reference names, or undefined when it names none (it may name a layer). */
+function imageNamed(store: Store, reference: string): Image | undefined {
+  try {
+    return store.images.resolve(reference);
+  } catch (error) {
+    const code = (error as StoreError).code;
+    if (code === 'ERR_IMAGE_UNKNOWN' || code === 'ERR_INVALID_REFERENCE') return undefined;
+    throw error;
+  }
+}
+
 export function registerContainer(program: Command): void {
   const container = program.command('container').description('Manage container layers');
 
   container
     .command('create')
-    .description('Create a writable container layer on a layer and print its id')
-    .argument('<layer>', 'ChainID (or unique prefix) of the layer to sit on')
+    .description("Create a writable container layer on an image's layers (or a layer) and print its id")
+    .argument('<image-or-layer>', 'an image (tag, id or unique id prefix), else a layer ChainID (or unique prefix)')
     .option('--name <name>', 'a name for the container')
     .option('--volatile', 'mount without syncs; after a crash the writable layer is discarded')
     .option('--read-only', 'mount the root filesystem read-only')
@@ -50,13 +65,16 @@ export function registerContainer(program: Command): void {
     .option('--redirect-dir', 'record directory renames as redirects (overlay redirect_dir=on)')
     .action(async (layer: string, options: CreateOptions, command: Command) => {
       await withStore(command, async (store) => {
-        const created = await store.containers.create(store.layers.resolve(layer).chainId, {
+        const image = imageNamed(store, layer);
+        if (image && !image.topLayer) throw new UsageError(`image ${shortId(image.id)} has no layers to create a container on`);
+        const created = await store.containers.create(image?.topLayer ?? store.layers.resolve(layer).chainId, {
           ...(options.name !== undefined && { name: options.name }),
           ...(options.volatile && { volatile: true }),
           ...(options.readOnly && { readOnly: true }),
           ...(options.metacopy && { metacopy: true }),
           ...(options.redirectDir && { redirectDir: true }),
         });
+        if (image) transaction(store.db, () => store.images.recordContainerInTransaction(created.id, image.id));
         process.stdout.write(`${created.id}\n`);
       });
     });
