@@ -52,7 +52,8 @@ function numeric(block: Buffer, start: number, length: number, what: string): nu
 function checksumOk(block: Buffer): boolean {
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
-  return numeric(block, 148, 8, 'checksum') === sum;
+  const recorded = field(block, 148, 8).trim();
+  return /^[0-7]+$/.test(recorded) && parseInt(recorded, 8) === sum;
 }
 
 function paxRecords(data: Buffer): Map<string, string> {
