@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 
-import { shortId } from '../../store/digest.js';
+import { shortId, type Digest } from '../../store/digest.js';
 import type { Container, ContainerStore } from '../../store/containers.js';
 import { transaction } from '../../store/database.js';
-import type { StoreError } from '../../store/errors.js';
+import { StoreError } from '../../store/errors.js';
 import type { Image } from '../../store/images.js';
 import type { Store } from '../../store/store.js';
 import { withStore } from '../context.js';
@@ -51,6 +51,15 @@ function imageNamed(store: Store, reference: string): Image | undefined {
   }
 }
 
+function layerNamed(store: Store, reference: string): Digest {
+  try {
+    return store.layers.resolve(reference).chainId;
+  } catch (error) {
+    if ((error as StoreError).code !== 'ERR_LAYER_UNKNOWN') throw error;
+    throw new StoreError('ERR_IMAGE_UNKNOWN', `no such image or layer: ${reference}`);
+  }
+}
+
 export function registerContainer(program: Command): void {
   const container = program.command('container').description('Manage container layers');
 
@@ -67,7 +76,7 @@ export function registerContainer(program: Command): void {
       await withStore(command, async (store) => {
         const image = imageNamed(store, layer);
         if (image && !image.topLayer) throw new UsageError(`image ${shortId(image.id)} has no layers to create a container on`);
-        const created = await store.containers.create(image?.topLayer ?? store.layers.resolve(layer).chainId, {
+        const created = await store.containers.create(image?.topLayer ?? layerNamed(store, layer), {
           ...(options.name !== undefined && { name: options.name }),
           ...(options.volatile && { volatile: true }),
           ...(options.readOnly && { readOnly: true }),
