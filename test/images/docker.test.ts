@@ -131,6 +131,14 @@ describe('images against a real Docker engine', function () {
     const theirsTree = tree(exported);
 
     expect(ours).to.deep.equal(theirsTree);
+
+    // strata export writes the same flattened tree.
+    const flattened = scratchDir(cleanups, 'flattened');
+    const ourTar = join(flattened, '..', `${id}.tar`);
+    cleanups.defer(() => execFileSync('rm', ['-f', ourTar]));
+    ok(strata(['--root', root, 'export', '-o', ourTar, id]));
+    execFileSync('tar', ['-xpf', ourTar, '--numeric-owner', '--xattrs', '-C', flattened]);
+    expect(tree(flattened)).to.deep.equal(theirsTree);
     expect(ours).to.not.have.property('data/dir/gone');
     expect(ours).to.not.have.property('data/b/two');
     expect(ours['data/rep']).to.include({ type: 'file', size: 11 });

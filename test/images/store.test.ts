@@ -3,7 +3,7 @@
 // containers made from images.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
@@ -11,6 +11,7 @@ import { normalizeTag, parseReference } from '../../lib/images/reference.js';
 import { sha256 } from '../../lib/store/digest.js';
 import { strata } from '../support/cli.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { writeTree } from '../support/trees.js';
 import { config, dockerArchive, layer, ociLayout } from './archives.js';
 
 function ok(result: { code: number | null; stdout: string; stderr: string }): string {
@@ -176,6 +177,43 @@ describe('strata image', function () {
     const reloaded = strata(['--root', fresh, 'load', '-i', '-'], { input: readFileSync(saved) });
     expect(ok(reloaded)).to.equal('Loaded image: example.com/oci/app:v2\n');
     expect(JSON.parse(ok(strata(['--root', fresh, 'image', 'inspect', 'example.com/oci/app:v2'])))[0].Id).to.equal(shown.Id);
+  });
+
+  it('imports a directory or a tar as a one-layer image, and exports a container flattened', function () {
+    const dir = join(work, 'rootfs');
+    writeTree(dir, { 'bin/tool': 'tool\n', 'etc/conf': 'conf\n', 'empty/': '' });
+    const id = ok(cli('import', dir, 'rootfs:1')).trim();
+    const [shown] = JSON.parse(ok(cli('image', 'inspect', 'rootfs:1')));
+    expect(shown).to.include({ Id: id, Comment: `Imported from ${dir}`, Size: 10 });
+    expect(shown.RootFS.Layers).to.have.length(1);
+    expect(ok(cli('image', 'history', 'rootfs:1'))).to.match(/\n[0-9a-f]{12} {3,}(Less than a second|\d+ seconds?) ago {3,}10B {3,}Imported from /);
+
+    // A container's changes show in its export; deleted files do not.
+    const container = ok(cli('container', 'create', 'rootfs:1')).trim();
+    const merged = ok(cli('container', 'mount', container)).trim();
+    writeFileSync(join(merged, 'etc/added'), 'added\n');
+    rmSync(join(merged, 'bin/tool'));
+    ok(cli('container', 'unmount', container));
+    const exported = join(work, 'exported.tar');
+    ok(cli('export', container, '-o', exported));
+    const listing = execFileSync('tar', ['-tf', exported], { encoding: 'utf8' }).trim().split('\n');
+    expect(listing).to.deep.equal(['bin/', 'empty/', 'etc/', 'etc/added', 'etc/conf']);
+
+    // Piped back in, it is an image of that tree.
+    const again = ok(strata(['--root', root, 'import', '-', 'again'], { input: readFileSync(exported) })).trim();
+    const second = ok(cli('container', 'create', again)).trim();
+    const view = ok(cli('container', 'mount', second)).trim();
+    expect(readFileSync(join(view, 'etc/added'), 'utf8')).to.equal('added\n');
+    ok(cli('container', 'unmount', second));
+
+    // A bad name fails before any work; a broken tar registers nothing.
+    expect(cli('import', dir, 'Bad:Name').stderr).to.match(/^Error: invalid reference format "Bad:Name"/);
+    const layers = ok(cli('layer', 'ls', '-q'));
+    const broken = cli('import', '-', 'broken');
+    expect(broken.code).to.equal(1);
+    expect(ok(cli('layer', 'ls', '-q'))).to.equal(layers);
+    expect(strata(['--root', root, 'import', '-'], { input: Buffer.alloc(1024, 9) }).stderr).to.match(/^Error: /);
+    expect(ok(cli('layer', 'ls', '-q'))).to.equal(layers);
   });
 
   it('fails with one line for unknown images and bad arguments', function () {

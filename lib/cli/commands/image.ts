@@ -1,8 +1,13 @@
 import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
+import { importRootfs } from '../../images/import.js';
 import { loadImages } from '../../images/load.js';
+import { normalizeTag } from '../../images/reference.js';
+import { rootfsArchive } from '../../images/rootfs.js';
 import { saveImages, type SaveFormat } from '../../images/save.js';
 import { shortId } from '../../store/digest.js';
 import type { Image } from '../../store/images.js';
@@ -10,24 +15,25 @@ import type { Store } from '../../store/store.js';
 import { progressLine, withStore } from '../context.js';
 import { formatSize, parseFormat, printList, UsageError, type Column } from '../output.js';
 
-/** "3 days ago", as docker prints times in tables. */
+/** "3 days ago", with the thresholds docker's tables use (go-units HumanDuration). */
 export function timeAgo(iso: string, now = Date.now()): string {
-  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const seconds = Math.floor((now - Date.parse(iso)) / 1000);
   if (Number.isNaN(seconds)) return 'N/A';
-  const units: Array<[number, string]> = [
-    [365 * 86400, 'year'],
-    [30 * 86400, 'month'],
-    [7 * 86400, 'week'],
-    [86400, 'day'],
-    [3600, 'hour'],
-    [60, 'minute'],
-  ];
-  if (seconds < 1) return 'Less than a second ago';
-  for (const [size, unit] of units) {
-    const n = Math.floor(seconds / size);
-    if (n >= 1) return n === 1 ? `${unit === 'hour' ? 'About an hour' : `1 ${unit}`} ago` : `${n} ${unit}s ago`;
-  }
-  return `${seconds} seconds ago`;
+  const minutes = Math.floor(seconds / 60);
+  const hours = Math.floor(minutes / 60);
+  let text: string;
+  if (seconds < 1) text = 'Less than a second';
+  else if (seconds === 1) text = '1 second';
+  else if (seconds < 60) text = `${seconds} seconds`;
+  else if (minutes === 1) text = 'About a minute';
+  else if (minutes < 60) text = `${minutes} minutes`;
+  else if (hours === 1) text = 'About an hour';
+  else if (hours < 48) text = `${hours} hours`;
+  else if (hours < 24 * 7 * 2) text = `${Math.floor(hours / 24)} days`;
+  else if (hours < 24 * 30 * 2) text = `${Math.floor(hours / 24 / 7)} weeks`;
+  else if (hours < 24 * 365 * 2) text = `${Math.floor(hours / 24 / 30)} months`;
+  else text = `${Math.floor(hours / 24 / 365)} years`;
+  return `${text} ago`;
 }
 
 /** What `image inspect` shows, in docker's shape. */
@@ -252,6 +258,47 @@ export function registerImage(program: Command): void {
       await withStore(command, async (store) => {
         for (const ref of refs) store.images.resolve(ref); // a wrong name fails before the file is created
         await saveImages(store, refs, openOutput(options.output), format);
+      });
+    });
+
+  program
+    .command('import')
+    .description('Make a one-layer image of a root filesystem: a tar (plain, gzip or zstd) or a directory')
+    .argument('<source>', 'a tar file, a directory, or - for standard input')
+    .argument('[reference]', 'name[:tag] for the image')
+    .action(async (source: string, reference: string | undefined, _options: unknown, command: Command) => {
+      if (source === '-' && process.stdin.isTTY) throw new UsageError('refusing to read a root filesystem tar from a terminal: give a file or pipe one in');
+      if (reference !== undefined) normalizeTag(reference); // a bad name fails before any work
+      await withStore(command, async (store) => {
+        let input: AsyncIterable<Uint8Array>;
+        if (source === '-') input = process.stdin;
+        else if ((await stat(source)).isDirectory()) input = rootfsArchive(source);
+        else input = (await open(source, 'r')).createReadStream();
+        const progress = progressLine('Importing');
+        const image = await importRootfs(store, input, {
+          source,
+          ...(reference !== undefined && { tag: reference }),
+          onProgress: (bytes) => progress.update(formatSize(bytes)),
+        }).finally(() => progress.done());
+        process.stdout.write(`${image.id}\n`);
+      });
+    });
+
+  program
+    .command('export')
+    .description("Write a container's root filesystem, flattened, as a tar")
+    .argument('<container>', 'name, id or unique id prefix')
+    .option('-o, --output <file>', 'write to a file instead of standard output')
+    .action(async (ref: string, options: { output?: string }, command: Command) => {
+      await withStore(command, async (store) => {
+        const { id } = store.containers.resolve(ref);
+        const output = openOutput(options.output);
+        const merged = await store.containers.mount(id);
+        try {
+          await pipeline(rootfsArchive(merged), output);
+        } finally {
+          await store.containers.unmount(id);
+        }
       });
     });
 }
