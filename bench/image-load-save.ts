@@ -1,7 +1,7 @@
 // strata load/save against docker load/save of the same multi-layer
 // docker-archive, in one run, on the same filesystem. Each side runs RUNS
 // times (alternating); the image is removed between loads so every load
-// writes all layers. Prints median, min and max seconds and the ratio.
+// writes all layers; each timing starts after a sync. Prints median, min and max seconds and the ratio.
 //
 //   scripts/in-private-ns node --import tsx bench/image-load-save.ts   (env BENCH_MB, RUNS)
 import { execFileSync } from 'node:child_process';
@@ -60,7 +60,9 @@ function buildArchive(dir: string): string {
   return archive;
 }
 
+/** Seconds fn takes, starting with no dirty data on the filesystem: strata's syncfs must not write out docker's. */
 function time(fn: () => void): number {
+  execFileSync('sync');
   const start = process.hrtime.bigint();
   fn();
   return Number(process.hrtime.bigint() - start) / 1e9;
