@@ -123,6 +123,32 @@ describe('strata image', function () {
     expect(ok(cli('layer', 'ls', '-q', '--no-trunc')).split('\n')).to.include(base.diffId);
   });
 
+  it('loads several images of one archive, following the symlinks docker writes for repeated layers', function () {
+    const first = config([base.diffId]);
+    const second = config([top.diffId, base.diffId]);
+    const legacy = `0${'0'.repeat(63)}/layer.tar`;
+    const manifest = JSON.stringify([
+      { Config: `${sha256(first).slice(7)}.json`, RepoTags: ['one:1'], Layers: [legacy] },
+      { Config: `${sha256(second).slice(7)}.json`, RepoTags: ['two:1'], Layers: ['top/layer.tar', 'again/layer.tar'] },
+    ]);
+    const file = archive(
+      'two-images.tar',
+      dockerArchive([base], {
+        configBytes: first,
+        manifest,
+        extra: [
+          { name: `${sha256(second).slice(7)}.json`, data: second },
+          { name: 'top/layer.tar', data: top.tar },
+          { name: 'again/layer.tar', type: '2', linkname: `../${legacy}` },
+        ],
+      }),
+    );
+    expect(ok(cli('load', '-i', file))).to.equal('Loaded image: one:1\nLoaded image: two:1\n');
+    const [two] = JSON.parse(ok(cli('image', 'inspect', 'two:1')));
+    expect(two.RootFS.Layers).to.deep.equal([top.diffId, base.diffId]);
+    expect(ok(cli('layer', 'ls', '-q')).trim().split('\n')).to.have.length(3);
+  });
+
   it('creates containers from images, and refuses to remove an image a container uses', function () {
     ok(cli('load', '-i', archive('1.tar', dockerArchive([base, top], { tags: ['app:1'] }))));
     const id = ok(cli('container', 'create', 'app:1')).trim();
