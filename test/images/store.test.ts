@@ -3,7 +3,7 @@
 // containers made from images.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
@@ -240,6 +240,20 @@ describe('strata image', function () {
     expect(ok(cli('layer', 'ls', '-q'))).to.equal(layers);
     expect(strata(['--root', root, 'import', '-'], { input: Buffer.alloc(1024, 9) }).stderr).to.match(/^Error: /);
     expect(ok(cli('layer', 'ls', '-q'))).to.equal(layers);
+  });
+
+  it('lists with the top-level images alias; a save that fails leaves no partial archive', function () {
+    ok(cli('load', '-i', archive('1.tar', dockerArchive([base, top], { tags: ['app:1'] }))));
+    expect(ok(cli('images'))).to.equal(ok(cli('image', 'ls')));
+    const [shown] = JSON.parse(ok(cli('image', 'inspect', 'app:1')));
+    // Someone edits a layer's files behind the store's back: the rebuilt tar no longer matches.
+    writeFileSync(join(shown.GraphDriver.Data.UpperDir, 'etc/top'), 'TOP\n');
+    const out = join(work, 'out.tar');
+    const failed = cli('save', '-o', out, 'app:1');
+    expect(failed.code).to.equal(1);
+    expect(failed.stderr).to.match(/^Error: (layer content changed on disk|rebuilt layer tar has digest)/);
+    expect(failed.stderr.trimEnd().split('\n')).to.have.length(1);
+    expect(readdirSync(work).filter((name) => name.startsWith('out.tar'))).to.deep.equal([]);
   });
 
   it('fails with one line for unknown images and bad arguments', function () {

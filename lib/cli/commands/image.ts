@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -77,10 +77,9 @@ function imageRows(all: Image[]): Array<{ image: Image; repository: string; tag:
   );
 }
 
-function registerImageCommands(group: Command): void {
-  group
-    .command('ls')
-    .alias('list')
+/** `image ls`, also docker's top-level `images`. */
+function addList(command: Command): void {
+  command
     .description('List images')
     .option('--format <format>', 'table or json', 'table')
     .option('-q, --quiet', 'only print image ids')
@@ -120,6 +119,10 @@ function registerImageCommands(group: Command): void {
         });
       });
     });
+}
+
+function registerImageCommands(group: Command): void {
+  addList(group.command('ls').alias('list'));
 
   group
     .command('inspect')
@@ -209,6 +212,7 @@ function registerImageCommands(group: Command): void {
 
 export function registerImage(program: Command): void {
   registerImageCommands(program.command('image').description('Manage images'));
+  addList(program.command('images'));
 
   program
     .command('load')
@@ -257,7 +261,16 @@ export function registerImage(program: Command): void {
       const format: SaveFormat = options.format;
       await withStore(command, async (store) => {
         for (const ref of refs) store.images.resolve(ref); // a wrong name fails before the file is created
-        await saveImages(store, refs, openOutput(options.output), format);
+        if (!options.output) return saveImages(store, refs, openOutput(undefined), format);
+        // Written beside the target and renamed on success: a failed save leaves no partial archive.
+        const partial = `${options.output}.partial-${process.pid}`;
+        try {
+          await saveImages(store, refs, createWriteStream(partial, { flags: 'wx' }), format);
+          await rename(partial, options.output);
+        } catch (error) {
+          await rm(partial, { force: true });
+          throw error;
+        }
       });
     });
 
