@@ -62,13 +62,7 @@ export async function loadImages(store: Store, input: string | Readable, events:
       file = await open(spool, 'r');
     }
     const archive = await TarIndex.read(file);
-    const plans = archive.has('manifest.json')
-      ? await readDockerArchive(archive)
-      : archive.has('index.json')
-        ? await readOciLayout(archive)
-        : (() => {
-            throw invalidImage('the archive has neither manifest.json nor index.json: it is not a docker save archive or an OCI image layout');
-          })();
+    const plans = await readPlans(archive);
     const loaded: LoadedImage[] = [];
     for (const plan of plans) loaded.push(await loadImage(store, archive, plan, events));
     return loaded;
@@ -76,6 +70,13 @@ export async function loadImages(store: Store, input: string | Readable, events:
     await file?.close();
     if (spool) await discardStaged(store.db, spool);
   }
+}
+
+/** docker save archives since Docker 25 are OCI layouts too: their manifest.json is what docker reads, so it wins. */
+async function readPlans(archive: TarIndex): Promise<ImagePlan[]> {
+  if (archive.has('manifest.json')) return readDockerArchive(archive);
+  if (archive.has('index.json')) return readOciLayout(archive);
+  throw invalidImage('the archive has neither manifest.json nor index.json: it is not a docker save archive or an OCI image layout');
 }
 
 async function isGzip(file: FileHandle): Promise<boolean> {

@@ -245,6 +245,10 @@ describe('strata image', function () {
   it('lists with the top-level images alias; a save that fails leaves no partial archive', function () {
     ok(cli('load', '-i', archive('1.tar', dockerArchive([base, top], { tags: ['app:1'] }))));
     expect(ok(cli('images'))).to.equal(ok(cli('image', 'ls')));
+    // docker load takes gzip-compressed archives, from a file or a pipe.
+    const gz = gzipSync(dockerArchive([base], { tags: ['gz:1'] }));
+    expect(ok(cli('load', '-i', archive('gz.tar.gz', gz)))).to.equal('Loaded image: gz:1\n');
+    expect(ok(strata(['--root', root, 'load'], { input: gz }))).to.equal('Loaded image: gz:1\n');
     const [shown] = JSON.parse(ok(cli('image', 'inspect', 'app:1')));
     // Someone edits a layer's files behind the store's back: the rebuilt tar no longer matches.
     writeFileSync(join(shown.GraphDriver.Data.UpperDir, 'etc/top'), 'TOP\n');
