@@ -84,15 +84,32 @@ try {
   const strata = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', cli, '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   console.log(`archive: ${(statSync(archive).size / 1e6).toFixed(0)} MB, ${LAYERS} layers; ${RUNS} runs each; strata on ${root}, docker data root ${docker.dir}`);
 
+  // strata syncs each layer before registering it; docker load returns with
+  // its layers still in the page cache. "durable" adds a sync to both.
   const loads = { strata: [] as number[], docker: [] as number[] };
+  const durable = { strata: [] as number[], docker: [] as number[] };
   const saves = { strata: [] as number[], docker: [] as number[] };
   const out = join(work, 'out.tar');
+  const sync = () => execFileSync('sync');
   for (let run = 0; run < RUNS; run++) {
-    loads.docker.push(time(() => docker.run(['load', '-q', '-i', archive])));
+    let loaded = 0;
+    durable.docker.push(
+      time(() => {
+        loaded = time(() => docker.run(['load', '-q', '-i', archive]));
+        sync();
+      }),
+    );
+    loads.docker.push(loaded);
     saves.docker.push(time(() => docker.run(['save', '-o', out, 'bench:1'])));
     rmSync(out);
     docker.run(['rmi', 'bench:1']);
-    loads.strata.push(time(() => strata('load', '-q', '-i', archive)));
+    durable.strata.push(
+      time(() => {
+        loaded = time(() => strata('load', '-q', '-i', archive));
+        sync();
+      }),
+    );
+    loads.strata.push(loaded);
     saves.strata.push(time(() => strata('save', '-o', out, 'bench:1')));
     rmSync(out);
     strata('image', 'rm', 'bench:1');
@@ -103,6 +120,7 @@ try {
     console.log(`${what}: strata ${fmt(a)}; docker ${fmt(b)}; docker/strata ${(b.median / a.median).toFixed(2)}x`);
   };
   line('load', loads.strata, loads.docker);
+  line('load, durable', durable.strata, durable.docker);
   line('save', saves.strata, saves.docker);
 } finally {
   await cleanups.release();
