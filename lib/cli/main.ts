@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 
 import { registerContainer } from './commands/container.js';
+import { registerImage } from './commands/image.js';
 import { registerInfo } from './commands/info.js';
 import { registerLayer } from './commands/layer.js';
 import { registerRun } from './commands/run.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerContainer(program);
   registerVolume(program);
   registerRun(program);
+  registerImage(program);
   return program;
 }
 

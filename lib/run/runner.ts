@@ -13,7 +13,8 @@ import { openInTree } from '../native/resolve.js';
 import type { MountSpec } from '../mounts/spec.js';
 import { shortId } from '../store/digest.js';
 import type { Store } from '../store/store.js';
-import { resolveRootLayer } from './image.js';
+import { transaction } from '../store/database.js';
+import { resolveRoot } from './image.js';
 
 export interface RunOptions {
   /** The command and its arguments, run inside the container. */
@@ -41,14 +42,19 @@ const DEVICES: ReadonlyArray<[string, number, number]> = [
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export async function runContainer(store: Store, image: string, options: RunOptions): Promise<RunResult> {
-  if (options.command.length === 0) throw new Error('no command given to run');
-  const layer = resolveRootLayer(store, image);
-  const container = await store.containers.create(layer, {
+  const root = resolveRoot(store, image);
+  // As docker run: without a command, the image's entrypoint and command.
+  const strings = (value: unknown) => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
+  const imageCommand = [...strings(root.image?.config.config?.Entrypoint), ...strings(root.image?.config.config?.Cmd)];
+  const command = options.command.length > 0 ? options.command : imageCommand;
+  if (command.length === 0) throw new Error(`no command given to run, and ${image} has none`);
+  const container = await store.containers.create(root.layer, {
     ...(options.name !== undefined && { name: options.name }),
     ...(options.mounts && { mounts: options.mounts }),
     ...(options.owner !== undefined && { owner: options.owner }),
     ...(options.allowSensitiveBinds && { allowSensitiveBinds: true }),
   });
+  if (root.image) transaction(store.db, () => store.images.recordContainerInTransaction(container.id, root.image!.id));
   let exitCode: number;
   try {
     const rootfs = await store.containers.mount(container.id);
@@ -57,7 +63,7 @@ export async function runContainer(store: Store, image: string, options: RunOpti
       if (!targets.has('/dev')) await mountDev(rootfs);
       await using proc = await openInTree(rootfs, '/proc', { create: true });
       const procDir = readlinkSync(`/proc/self/fd/${proc.fd}`);
-      exitCode = await spawnInside(rootfs, procDir, options.command, shortId(container.id));
+      exitCode = await spawnInside(rootfs, procDir, command, shortId(container.id));
     } finally {
       await store.containers.unmount(container.id);
     }

@@ -20,7 +20,12 @@ export type StoreErrorCode =
   | 'ERR_VOLUME_IN_USE'
   | 'ERR_VOLUME_OPTIONS'
   | 'ERR_VOLUME_OWNER'
-  | 'ERR_MOUNT_INVALID';
+  | 'ERR_MOUNT_INVALID'
+  | 'ERR_IMAGE_UNKNOWN'
+  | 'ERR_IMAGE_AMBIGUOUS'
+  | 'ERR_IMAGE_IN_USE'
+  | 'ERR_INVALID_REFERENCE'
+  | 'ERR_IMAGE_INVALID';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

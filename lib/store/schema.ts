@@ -100,4 +100,36 @@ export const migrations: readonly string[] = [
     thin_id INTEGER NOT NULL UNIQUE
   );
   `,
+  `
+  -- Images: the config JSON kept byte-exact (the ID is its sha256). An image
+  -- holds one reference on its top layer (NULL for an image without layers).
+  CREATE TABLE images (
+    id        TEXT PRIMARY KEY,
+    config    BLOB NOT NULL,
+    top_layer TEXT REFERENCES layers(chain_id),
+    created   TEXT NOT NULL,
+    added     TEXT NOT NULL
+  );
+  -- Tags: a familiar name:tag (as docker prints it) on one image.
+  CREATE TABLE image_tags (
+    name  TEXT PRIMARY KEY,
+    image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    added TEXT NOT NULL
+  );
+  CREATE INDEX image_tags_image ON image_tags(image);
+  -- Manifests an image came with, so name@digest references resolve.
+  CREATE TABLE image_manifests (
+    digest     TEXT NOT NULL,
+    image      TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    media_type TEXT NOT NULL,
+    manifest   BLOB NOT NULL,
+    PRIMARY KEY (digest, image)
+  );
+  -- Which image a container was created from (its layer is in containers).
+  CREATE TABLE container_images (
+    container TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+    image     TEXT NOT NULL REFERENCES images(id)
+  );
+  CREATE INDEX container_images_image ON container_images(image);
+  `,
 ];

@@ -12,6 +12,7 @@ import { VfsDriver } from '../drivers/vfs.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
+import { ImageStore } from './images.js';
 import { LayerStore } from './layers.js';
 import { recoverStaging } from './staging.js';
 import { VolumeStore } from './volumes.js';
@@ -83,6 +84,7 @@ export class Store {
   readonly layers: LayerStore;
   readonly containers: ContainerStore;
   readonly volumes: VolumeStore;
+  readonly images: ImageStore;
 
   private constructor(
     readonly root: string,
@@ -96,6 +98,7 @@ export class Store {
     this.layers = new LayerStore(db, driver);
     this.volumes = new VolumeStore(db, root);
     this.containers = new ContainerStore(db, driver, this.layers, this.volumes);
+    this.images = new ImageStore(db, this.layers);
   }
 
   static async open(options: StoreOptions = {}): Promise<Store> {

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 
 import { shortId } from '../../store/digest.js';
 import type { Container, ContainerSize, ContainerStore } from '../../store/containers.js';
+import { transaction } from '../../store/database.js';
+import { resolveRoot } from '../../run/image.js';
 import { withStore } from '../context.js';
 import { addMountFlags, mountSpecs, type MountFlags } from './run.js';
 import { formatSize, parseFormat, parseSize, printList, UsageError, type Column } from '../output.js';
@@ -50,13 +52,14 @@ function describe(containers: ContainerStore, container: Container, size?: Conta
   };
 }
 
+/** The image a reference names, or undefined when it names none (it may name a layer). */
 export function registerContainer(program: Command): void {
   const container = program.command('container').description('Manage container layers');
 
   addMountFlags(container
     .command('create')
-    .description('Create a writable container layer on a layer and print its id')
-    .argument('<layer>', 'ChainID (or unique prefix) of the layer to sit on')
+    .description("Create a writable container layer on an image's layers (or a layer) and print its id")
+    .argument('<image-or-layer>', 'an image (tag, id or unique id prefix), else a layer ChainID (or unique prefix)')
     .option('--name <name>', 'a name for the container')
     .option('--volatile', 'mount without syncs; after a crash the writable layer is discarded')
     .option('--read-only', 'mount the root filesystem read-only')
@@ -66,7 +69,8 @@ export function registerContainer(program: Command): void {
     .action(async (layer: string, options: CreateOptions, command: Command) => {
       const mounts = mountSpecs(options);
       await withStore(command, async (store) => {
-        const created = await store.containers.create(store.layers.resolve(layer).chainId, {
+        const root = resolveRoot(store, layer);
+        const created = await store.containers.create(root.layer, {
           ...(options.name !== undefined && { name: options.name }),
           ...(options.volatile && { volatile: true }),
           ...(options.readOnly && { readOnly: true }),
@@ -77,6 +81,7 @@ export function registerContainer(program: Command): void {
           ...(options.owner !== undefined && { owner: options.owner }),
           ...(options.allowSensitiveBinds && { allowSensitiveBinds: true }),
         });
+        if (root.image) transaction(store.db, () => store.images.recordContainerInTransaction(created.id, root.image!.id));
         process.stdout.write(`${created.id}\n`);
       });
     });

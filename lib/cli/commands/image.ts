@@ -1,0 +1,317 @@
+import type { Command } from 'commander';
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+import { importRootfs } from '../../images/import.js';
+import { loadImages } from '../../images/load.js';
+import { normalizeTag } from '../../images/reference.js';
+import { rootfsArchive } from '../../images/rootfs.js';
+import { saveImages, type SaveFormat } from '../../images/save.js';
+import { shortId } from '../../store/digest.js';
+import type { Image } from '../../store/images.js';
+import type { Store } from '../../store/store.js';
+import { progressLine, withStore } from '../context.js';
+import { formatSize, parseFormat, printList, UsageError, type Column } from '../output.js';
+
+/** "3 days ago", with the thresholds docker's tables use (go-units HumanDuration). */
+export function timeAgo(iso: string, now = Date.now()): string {
+  const seconds = Math.floor((now - Date.parse(iso)) / 1000);
+  if (Number.isNaN(seconds)) return 'N/A';
+  const minutes = Math.floor(seconds / 60);
+  const hours = Math.floor(minutes / 60);
+  let text: string;
+  if (seconds < 1) text = 'Less than a second';
+  else if (seconds === 1) text = '1 second';
+  else if (seconds < 60) text = `${seconds} seconds`;
+  else if (minutes === 1) text = 'About a minute';
+  else if (minutes < 60) text = `${minutes} minutes`;
+  else if (hours === 1) text = 'About an hour';
+  else if (hours < 48) text = `${hours} hours`;
+  else if (hours < 24 * 7 * 2) text = `${Math.floor(hours / 24)} days`;
+  else if (hours < 24 * 30 * 2) text = `${Math.floor(hours / 24 / 7)} weeks`;
+  else if (hours < 24 * 365 * 2) text = `${Math.floor(hours / 24 / 30)} months`;
+  else text = `${Math.floor(hours / 24 / 365)} years`;
+  return `${text} ago`;
+}
+
+/** What `image inspect` shows, in docker's shape. */
+function describe(store: Store, image: Image) {
+  const layers = store.images.layersOf(image);
+  const dirs = image.topLayer ? store.layers.chainDirs(image.topLayer) : [];
+  const config = image.config;
+  return {
+    Id: image.id,
+    RepoTags: image.tags,
+    RepoDigests: image.digests,
+    Parent: '',
+    Comment: typeof config.comment === 'string' ? config.comment : '',
+    Created: config.created ?? image.created,
+    Author: config.author ?? '',
+    Config: config.config ?? null,
+    Architecture: config.architecture ?? '',
+    ...(config.variant && { Variant: config.variant }),
+    Os: config.os ?? '',
+    Size: layers.reduce((sum, layer) => sum + layer.size, 0),
+    GraphDriver: {
+      Name: store.driver.name,
+      Data: dirs.length === 0 ? null : { ...(dirs.length > 1 && { LowerDir: dirs.slice(1).join(':') }), UpperDir: dirs[0] },
+    },
+    RootFS: { Type: 'layers', Layers: config.rootfs.diff_ids },
+    Metadata: { LastTagTime: image.added },
+  };
+}
+
+function openOutput(file: string | undefined): Writable {
+  if (file) return createWriteStream(file);
+  if (process.stdout.isTTY) throw new UsageError('refusing to write an image archive to a terminal: use -o FILE or redirect stdout');
+  return process.stdout;
+}
+
+function imageRows(all: Image[]): Array<{ image: Image; repository: string; tag: string }> {
+  return all.flatMap((image) =>
+    image.tags.length === 0
+      ? [{ image, repository: '<none>', tag: '<none>' }]
+      : image.tags.map((tag) => ({ image, repository: tag.slice(0, tag.lastIndexOf(':')), tag: tag.slice(tag.lastIndexOf(':') + 1) })),
+  );
+}
+
+/** `image ls`, also docker's top-level `images`. */
+function addList(command: Command): void {
+  command
+    .description('List images')
+    .option('--format <format>', 'table or json', 'table')
+    .option('-q, --quiet', 'only print image ids')
+    .option('--no-trunc', "don't truncate ids")
+    .option('-f, --filter <filter>', 'dangling=true|false')
+    .action(async (options: { format: string; quiet?: boolean; trunc: boolean; filter?: string }, command: Command) => {
+      const format = parseFormat(options.format);
+      let dangling: boolean | undefined;
+      if (options.filter !== undefined) {
+        const match = /^dangling=(true|false)$/.exec(options.filter);
+        if (!match) throw new UsageError(`invalid filter "${options.filter}": only dangling=true|false is supported`);
+        dangling = match[1] === 'true';
+      }
+      await withStore(command, (store) => {
+        const id = (digest: string) => (options.trunc ? shortId(digest) : digest);
+        const rows = imageRows(store.images.list(dangling === undefined ? {} : { dangling }));
+        const columns: Column<(typeof rows)[number]>[] = [
+          { header: 'REPOSITORY', value: (r) => r.repository },
+          { header: 'TAG', value: (r) => r.tag },
+          { header: 'IMAGE ID', value: (r) => id(r.image.id) },
+          { header: 'CREATED', value: (r) => timeAgo(r.image.created) },
+          { header: 'SIZE', value: (r) => formatSize(store.images.size(r.image)) },
+        ];
+        const quietRows = options.quiet ? [...new Map(rows.map((r) => [r.image.id, r])).values()] : rows;
+        printList(process.stdout, quietRows, {
+          format,
+          ...(options.quiet && { quiet: true }),
+          columns,
+          id: (r) => id(r.image.id),
+          json: (r) => ({
+            Repository: r.repository,
+            Tag: r.tag,
+            ID: r.image.id,
+            CreatedAt: r.image.created,
+            Size: store.images.size(r.image),
+          }),
+        });
+      });
+    });
+}
+
+function registerImageCommands(group: Command): void {
+  addList(group.command('ls').alias('list'));
+
+  group
+    .command('inspect')
+    .description('Show images in detail (a JSON array)')
+    .argument('<image...>', 'tags, ids or unique id prefixes')
+    .action(async (refs: string[], _options: unknown, command: Command) => {
+      await withStore(command, (store) => {
+        const shown = refs.map((ref) => describe(store, store.images.resolve(ref)));
+        process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+      });
+    });
+
+  group
+    .command('history')
+    .description("Show an image's history: each layer, what created it, its size")
+    .argument('<image>', 'tag, id or unique id prefix')
+    .option('--no-trunc', "don't truncate output")
+    .option('-q, --quiet', 'only show image ids')
+    .option('--format <format>', 'table or json', 'table')
+    .action(async (ref: string, options: { trunc: boolean; quiet?: boolean; format: string }, command: Command) => {
+      const format = parseFormat(options.format);
+      await withStore(command, (store) => {
+        const image = store.images.resolve(ref);
+        const layers = store.images.layersOf(image);
+        const history = image.config.history ?? [];
+        // Each non-empty history entry made the next layer; layers without an entry still show.
+        let next = 0;
+        const rows = history.map((entry) => ({ entry, size: entry.empty_layer ? 0 : (layers[next++]?.size ?? 0) }));
+        while (next < layers.length) rows.push({ entry: {}, size: layers[next++]!.size });
+        rows.reverse();
+        const idOf = (i: number) => (i === 0 ? (options.trunc ? shortId(image.id) : image.id) : '<missing>');
+        const createdBy = (text: string) => {
+          const clean = text.replace(/[\t\n]/g, ' ');
+          return options.trunc && clean.length > 45 ? `${clean.slice(0, 44)}…` : clean;
+        };
+        const indexed = rows.map((row, i) => ({ ...row, i }));
+        printList(process.stdout, indexed, {
+          format,
+          ...(options.quiet && { quiet: true }),
+          columns: [
+            { header: 'IMAGE', value: (r) => idOf(r.i) },
+            { header: 'CREATED', value: (r) => (r.entry.created ? timeAgo(r.entry.created) : 'N/A') },
+            { header: 'CREATED BY', value: (r) => createdBy(r.entry.created_by ?? '') },
+            { header: 'SIZE', value: (r) => formatSize(r.size) },
+            { header: 'COMMENT', value: (r) => r.entry.comment ?? '' },
+          ],
+          id: (r) => idOf(r.i),
+          json: (r) => ({
+            ID: idOf(r.i),
+            CreatedAt: r.entry.created ?? null,
+            CreatedBy: r.entry.created_by ?? '',
+            Size: r.size,
+            Comment: r.entry.comment ?? '',
+          }),
+        });
+      });
+    });
+
+  group
+    .command('tag')
+    .description('Give an image another name')
+    .argument('<source>', 'tag, id or unique id prefix')
+    .argument('<target>', 'name[:tag]')
+    .action(async (source: string, target: string, _options: unknown, command: Command) => {
+      await withStore(command, (store) => {
+        store.images.tag(source, target);
+      });
+    });
+
+  group
+    .command('rm')
+    .description('Untag images, and remove those left without a tag that nothing uses')
+    .argument('<image...>', 'tags, ids or unique id prefixes')
+    .option('-f, --force', 'remove an image with several tags or used by containers')
+    .action(async (refs: string[], options: { force?: boolean }, command: Command) => {
+      await withStore(command, async (store) => {
+        for (const ref of refs) {
+          const result = await store.images.remove(ref, { ...(options.force && { force: true }) });
+          for (const tag of result.untagged) process.stdout.write(`Untagged: ${tag}\n`);
+          for (const id of result.deleted) process.stdout.write(`Deleted: ${id}\n`);
+          for (const layer of result.doomedLayers) process.stdout.write(`Deleted: ${layer.chainId}\n`);
+        }
+      });
+    });
+
+}
+
+export function registerImage(program: Command): void {
+  registerImageCommands(program.command('image').description('Manage images'));
+  addList(program.command('images'));
+
+  program
+    .command('load')
+    .description('Load images from a docker save archive or an OCI image layout (tar)')
+    .option('-i, --input <file>', 'the archive, or - for standard input', '-')
+    .option('-q, --quiet', 'no progress output')
+    .action(async (options: { input: string; quiet?: boolean }, command: Command) => {
+      if (options.input === '-' && process.stdin.isTTY) {
+        throw new UsageError('refusing to read an image archive from a terminal: use -i FILE or pipe one in');
+      }
+      await withStore(command, async (store) => {
+        const tty = process.stderr.isTTY && !options.quiet;
+        let progress: ReturnType<typeof progressLine> | undefined;
+        const loaded = await loadImages(store, options.input === '-' ? process.stdin : options.input, {
+          layer(diffId, size, existed) {
+            progress?.done();
+            const what = `Loading layer ${shortId(diffId)}`;
+            if (existed) {
+              if (!options.quiet) process.stderr.write(`${what}: already exists\n`);
+              progress = undefined;
+            } else if (tty) {
+              progress = progressLine(what);
+            } else if (!options.quiet) {
+              process.stderr.write(`${what} (${formatSize(size)})\n`);
+            }
+          },
+          progress(_diffId, bytes, size) {
+            progress?.update(`${formatSize(bytes)}/${formatSize(size)}`);
+          },
+        }).finally(() => progress?.done());
+        for (const { image, tags } of loaded) {
+          if (tags.length === 0) process.stdout.write(`Loaded image ID: ${image.id}\n`);
+          for (const tag of tags) process.stdout.write(`Loaded image: ${tag}\n`);
+        }
+      });
+    });
+
+  program
+    .command('save')
+    .description('Save images to a tar archive (docker save format, or an OCI image layout)')
+    .argument('<image...>', 'tags, ids or unique id prefixes')
+    .option('-o, --output <file>', 'write to a file instead of standard output')
+    .option('--format <format>', 'docker or oci', 'docker')
+    .action(async (refs: string[], options: { output?: string; format: string }, command: Command) => {
+      if (options.format !== 'docker' && options.format !== 'oci') throw new UsageError(`invalid --format "${options.format}": use "docker" or "oci"`);
+      const format: SaveFormat = options.format;
+      await withStore(command, async (store) => {
+        for (const ref of refs) store.images.resolve(ref); // a wrong name fails before the file is created
+        if (!options.output) return saveImages(store, refs, openOutput(undefined), format);
+        // Written beside the target and renamed on success: a failed save leaves no partial archive.
+        const partial = `${options.output}.partial-${process.pid}`;
+        try {
+          await saveImages(store, refs, createWriteStream(partial, { flags: 'wx' }), format);
+          await rename(partial, options.output);
+        } catch (error) {
+          await rm(partial, { force: true });
+          throw error;
+        }
+      });
+    });
+
+  program
+    .command('import')
+    .description('Make a one-layer image of a root filesystem: a tar (plain, gzip or zstd) or a directory')
+    .argument('<source>', 'a tar file, a directory, or - for standard input')
+    .argument('[reference]', 'name[:tag] for the image')
+    .action(async (source: string, reference: string | undefined, _options: unknown, command: Command) => {
+      if (source === '-' && process.stdin.isTTY) throw new UsageError('refusing to read a root filesystem tar from a terminal: give a file or pipe one in');
+      if (reference !== undefined) normalizeTag(reference); // a bad name fails before any work
+      await withStore(command, async (store) => {
+        let input: AsyncIterable<Uint8Array>;
+        if (source === '-') input = process.stdin;
+        else if ((await stat(source)).isDirectory()) input = rootfsArchive(source);
+        else input = (await open(source, 'r')).createReadStream();
+        const progress = progressLine('Importing');
+        const image = await importRootfs(store, input, {
+          source,
+          ...(reference !== undefined && { tag: reference }),
+          onProgress: (bytes) => progress.update(formatSize(bytes)),
+        }).finally(() => progress.done());
+        process.stdout.write(`${image.id}\n`);
+      });
+    });
+
+  program
+    .command('export')
+    .description("Write a container's root filesystem, flattened, as a tar")
+    .argument('<container>', 'name, id or unique id prefix')
+    .option('-o, --output <file>', 'write to a file instead of standard output')
+    .action(async (ref: string, options: { output?: string }, command: Command) => {
+      await withStore(command, async (store) => {
+        const { id } = store.containers.resolve(ref);
+        const output = openOutput(options.output);
+        const merged = await store.containers.mount(id);
+        try {
+          await pipeline(rootfsArchive(merged), output);
+        } finally {
+          await store.containers.unmount(id);
+        }
+      });
+    });
+}

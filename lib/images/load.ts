@@ -1,0 +1,157 @@
+// strata load: images from a docker save archive or an OCI image layout.
+// Everything that can be checked without reading layers (manifests, configs,
+// layer counts, blob presence and sizes) is checked before the first layer
+// is imported. Layers are imported as the image's own (not explicit); the
+// load holds a reference on each until the image row takes over the top one,
+// so a failure part-way releases them and leaves nothing new registered.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+
+import { transaction } from '../store/database.js';
+import { chainId as computeChainId, type Digest } from '../store/digest.js';
+import type { Image } from '../store/images.js';
+import type { Layer } from '../store/layers.js';
+import { beginStaging, discardStaged } from '../store/staging.js';
+import type { Store } from '../store/store.js';
+import { invalidImage } from './config.js';
+import { readDockerArchive } from './docker-archive.js';
+import { readOciLayout } from './oci-layout.js';
+import type { ImagePlan, LayerSource } from './plan.js';
+import { TarIndex } from './tar-index.js';
+
+export interface LoadEvents {
+  /** A layer is about to be read, or was found already present. */
+  layer?(diffId: Digest, size: number, existed: boolean): void;
+  /** Bytes of the current layer read so far. */
+  progress?(diffId: Digest, bytesRead: number, size: number): void;
+}
+
+export interface LoadedImage {
+  image: Image;
+  tags: string[];
+}
+
+/**
+ * Loads every image of the archive. `input` is a file (read in place when
+ * it is a regular, uncompressed file) or a stream, which is first spooled
+ * into <root>/tmp: the files an archive needs first come last in it.
+ */
+export async function loadImages(store: Store, input: string | Readable, events: LoadEvents = {}): Promise<LoadedImage[]> {
+  const spoolDir = join(store.root, 'tmp');
+  let spool: string | undefined;
+  let file: FileHandle | undefined;
+  try {
+    if (typeof input === 'string') {
+      file = await open(input, 'r');
+      if (!(await file.stat()).isFile() || (await isGzip(file))) {
+        const source = createReadStream('', { fd: file });
+        file = undefined;
+        input = source;
+      }
+    }
+    if (!file) {
+      mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
+      spool = join(spoolDir, `load-${randomBytes(8).toString('hex')}`);
+      beginStaging(store.db, spool);
+      await spoolTo(input as Readable, spool);
+      file = await open(spool, 'r');
+    }
+    const archive = await TarIndex.read(file);
+    const plans = await readPlans(archive);
+    const loaded: LoadedImage[] = [];
+    for (const plan of plans) loaded.push(await loadImage(store, archive, plan, events));
+    return loaded;
+  } finally {
+    await file?.close();
+    if (spool) await discardStaged(store.db, spool);
+  }
+}
+
+/** docker save archives since Docker 25 are OCI layouts too: their manifest.json is what docker reads, so it wins. */
+async function readPlans(archive: TarIndex): Promise<ImagePlan[]> {
+  if (archive.has('manifest.json')) return readDockerArchive(archive);
+  if (archive.has('index.json')) return readOciLayout(archive);
+  throw invalidImage('the archive has neither manifest.json nor index.json: it is not a docker save archive or an OCI image layout');
+}
+
+async function isGzip(file: FileHandle): Promise<boolean> {
+  const head = Buffer.alloc(2);
+  await file.read(head, 0, 2, 0);
+  return head[0] === 0x1f && head[1] === 0x8b;
+}
+
+/** Copies the stream to a file, gunzipping a gzip-compressed archive as docker load accepts one. */
+async function spoolTo(input: Readable, path: string): Promise<void> {
+  const source = input[Symbol.asyncIterator]();
+  const first = await source.next();
+  const head = first.done ? Buffer.alloc(0) : Buffer.from(first.value as Buffer);
+  async function* all(): AsyncGenerator<Buffer> {
+    yield head;
+    for (let next = await source.next(); !next.done; next = await source.next()) yield next.value as Buffer;
+  }
+  const gzip = head[0] === 0x1f && head[1] === 0x8b;
+  if (gzip) await pipeline(all(), createGunzip(), createWriteStream(path, { mode: 0o600 }));
+  else await pipeline(all(), createWriteStream(path, { mode: 0o600 }));
+}
+
+async function loadImage(store: Store, archive: TarIndex, plan: ImagePlan, events: LoadEvents): Promise<LoadedImage> {
+  const held: Digest[] = [];
+  const release = (): Layer[] => held.flatMap((chainId) => store.layers.releaseInTransaction(chainId));
+  try {
+    let parent: Digest | null = null;
+    for (const [i, source] of plan.layers.entries()) {
+      const diffId = plan.config.rootfs.diff_ids[i]!;
+      const chainId = computeChainId(parent, diffId);
+      const existed = store.layers.get(chainId) !== undefined;
+      events.layer?.(diffId, source.member.size, existed);
+      const blobDigest = existed ? undefined : await importLayer(store, archive, source, parent, diffId, events);
+      transaction(store.db, () => store.layers.retainInTransaction(chainId));
+      held.push(chainId);
+      if (source.blobDigest && blobDigest && blobDigest !== source.blobDigest) {
+        throw invalidImage(`layer blob ${source.path} has digest ${blobDigest}, not the one its name gives`);
+      }
+      parent = chainId;
+    }
+    const { image, doomed } = transaction(store.db, () => {
+      const added = store.images.addInTransaction(plan.configBytes, { tags: plan.tags, ...(plan.manifest && { manifest: plan.manifest }) });
+      return { image: added.image, doomed: release() };
+    });
+    await store.layers.purge(doomed);
+    return { image, tags: plan.tags };
+  } catch (error) {
+    const doomed = transaction(store.db, release);
+    await store.layers.purge(doomed);
+    throw error;
+  }
+}
+
+/** Imports one layer; returns the sha256 of the bytes read from the archive. */
+async function importLayer(
+  store: Store,
+  archive: TarIndex,
+  source: LayerSource,
+  parent: Digest | null,
+  diffId: Digest,
+  events: LoadEvents,
+): Promise<Digest> {
+  // An uncompressed blob named by its DiffID is proven by the DiffID check: hash only the others.
+  const hash = source.blobDigest && source.blobDigest !== diffId ? createHash('sha256') : undefined;
+  async function* hashed(): AsyncGenerator<Buffer> {
+    for await (const chunk of archive.stream(source.member)) {
+      hash!.update(chunk as Buffer);
+      yield chunk as Buffer;
+    }
+  }
+  await store.layers.import(hash ? hashed() : archive.stream(source.member), {
+    parent,
+    expectedDiffId: diffId,
+    explicit: false,
+    onProgress: (bytes) => events.progress?.(diffId, bytes, source.member.size),
+  });
+  return hash ? `sha256:${hash.digest('hex')}` : diffId;
+}
