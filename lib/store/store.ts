@@ -9,6 +9,8 @@ import { DevicemapperDriver, type ThinIdRegistry } from '../drivers/devicemapper
 import type { DriverStatus, StorageDriver } from '../drivers/driver.js';
 import { Overlay2Driver } from '../drivers/overlay2.js';
 import { VfsDriver } from '../drivers/vfs.js';
+import { statfsSync } from '../native/fs.js';
+import { nearestExisting } from '../system/probes.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
@@ -55,10 +57,14 @@ const drivers: Record<string, (root: string, context: DriverContext) => StorageD
 };
 
 /**
- * Docker's order of preference when nothing names a driver: the first that
- * works here. devicemapper is used only when named, as Docker did at the end.
+ * The order drivers are tried in when nothing names one, the first that works
+ * winning: a root on btrfs gets btrfs (its snapshots beat stacking overlays on
+ * it), an overlay-capable one overlay2, anything else vfs. devicemapper is used
+ * only when named, as Docker did at the end.
  */
-const PRIORITY = ['overlay2', 'btrfs', 'vfs'];
+function priority(root: string): string[] {
+  return statfsSync(nearestExisting(root)).typeName === 'btrfs' ? ['btrfs', 'overlay2', 'vfs'] : ['overlay2', 'btrfs', 'vfs'];
+}
 
 /** devicemapper's thin ids in the dm_devices table, each change committed on its own. */
 function thinIdRegistry(db: Db): ThinIdRegistry {
@@ -179,7 +185,7 @@ async function startDriver(
   context: DriverContext,
 ): Promise<{ driver: StorageDriver; status: DriverStatus }> {
   const refusals: string[] = [];
-  for (const candidate of name ? [name] : PRIORITY) {
+  for (const candidate of name ? [name] : priority(root)) {
     const driver = drivers[candidate]!(root, context);
     try {
       mkdirSync(join(root, driver.name), { recursive: true, mode: 0o700 });

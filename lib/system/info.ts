@@ -19,8 +19,10 @@ export interface DriverAvailability {
 export interface StoreDriverInfo {
   name: string;
   status: Array<[string, string]>;
+  images: number;
   layers: number;
   containers: number;
+  volumes: number;
 }
 
 export interface HostInfo {
@@ -68,8 +70,10 @@ async function storeDriverInfo(root: string, driver: string | undefined): Promis
     return {
       name: store.driver.name,
       status: store.driverStatus,
+      images: store.images.list().length,
       layers: store.layers.list().length,
       containers: store.containers.list().length,
+      volumes: store.volumes.list().length,
     };
   } finally {
     store.close();

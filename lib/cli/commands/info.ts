@@ -18,8 +18,10 @@ function renderInfo(info: HostInfo): string {
       ? [
           `Storage Driver: ${info.storageDriver.name}`,
           ...info.storageDriver.status.map(([label, value]) => ` ${label}: ${value}`),
+          ` Images: ${info.storageDriver.images}`,
           ` Layers: ${info.storageDriver.layers}`,
           ` Containers: ${info.storageDriver.containers}`,
+          ` Volumes: ${info.storageDriver.volumes}`,
         ]
       : ['Storage Driver: none yet (the first command that writes to the root picks one; overlay2 where it can run)']),
     `Overlay: ${overlay.available ? 'available' : 'not available'}`,
