@@ -19,13 +19,9 @@ import {
   subvolumeId,
   syncFilesystem,
 } from '../../lib/native/btrfs.js';
-import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, fdsBelow, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
-
-function openFdCount(): number {
-  return readdirSync('/proc/self/fd').length;
-}
 
 const MiB = 1024 * 1024;
 
@@ -225,7 +221,6 @@ describe('native btrfs subvolumes and qgroups', function () {
   });
 
   it('closes every fd it opens', async function () {
-    const before = openFdCount();
     const sub = join(mnt, 'sub');
     await createSubvolume(sub);
     mkdirSync(join(sub, 'd'));
@@ -237,7 +232,7 @@ describe('native btrfs subvolumes and qgroups', function () {
     await rejection(qgroupUsage(sub));
     await destroySubvolume(join(mnt, 'snap'));
     await destroySubvolume(sub);
-    expect(openFdCount()).to.equal(before);
+    expect(fdsBelow(mnt)).to.deep.equal([]);
   });
 
   describe('argument validation', function () {

@@ -1,7 +1,7 @@
 // Test fixtures that make real kernel objects (directories, tmpfs mounts) and a
 // cleanup stack that releases them, in reverse order, even when a test fails.
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -73,4 +73,21 @@ export async function rejection(promise: Promise<unknown>): Promise<NodeJS.Errno
     () => expect.fail('expected a rejection'),
     (error: unknown) => error as NodeJS.ErrnoException & { command?: string },
   );
+}
+
+/**
+ * This process's open fds that refer to `dir` or anything below it. Counting
+ * only those (not every fd) keeps a leak check free of other tests' streams.
+ */
+export function fdsBelow(dir: string): string[] {
+  const targets: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target === dir || target.startsWith(`${dir}/`)) targets.push(target);
+    } catch {
+      // closed while listing
+    }
+  }
+  return targets;
 }
