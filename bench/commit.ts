@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
 import { Store } from '../lib/store/store.js';
-import { startDocker } from './docker.js';
+import { PrivateDocker } from '../test/support/docker.js';
+import { Cleanups } from '../test/support/fixtures.js';
 import { fmt, freshFilesystem, stats, writeResult, type BenchFs } from './support.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 5);
@@ -50,9 +51,10 @@ async function measure(fsType: BenchFs) {
     const streamed = await timeCommit(true);
     store.close();
 
-    const docker = await startDocker(join(scratch.dir, 'docker'));
+    const cleanups = new Cleanups();
+    const docker = await PrivateDocker.start(cleanups);
     try {
-      docker.run(['import', '-', 'bench-base'], baseTar);
+      docker.run(['import', '-', 'bench-base'], { input: baseTar });
       const samples: number[] = [];
       for (let i = 0; i < runs; i++) {
         const id = docker.run(['create', 'bench-base', '/nothing']).trim();
@@ -67,7 +69,7 @@ async function measure(fsType: BenchFs) {
       const dockerCommit = stats(samples);
       return { fs: fsType, strataInPlace: inPlace, strataStreamed: streamed, dockerCommit, ratioInPlace: dockerCommit.median / inPlace.median, ratioStreamed: dockerCommit.median / streamed.median };
     } finally {
-      await docker.stop();
+      await cleanups.release();
     }
   } finally {
     await scratch.release();

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { strata } from '../support/cli.js';
 import { BUSYBOX, dockerAvailable, PrivateDocker } from '../support/docker.js';
 import { Cleanups, isRoot, requireFeature, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { inVm } from '../support/vm.js';
 import { snapshot, type NodeInfo } from '../support/tar-builder.js';
 import { writeTree } from '../support/trees.js';
 
@@ -44,6 +45,8 @@ describe('images against a real Docker engine', function () {
 
   before(async function () {
     if (!isRoot) this.skip();
+    // Interop with Docker is about Docker, not the kernel: the host run proves it.
+    requireFeature(this, !inVm, 'the Docker engine does not run in the User-Mode Linux guest');
     requireFeature(this, dockerAvailable, 'docker.io (dockerd) is not installed');
     requireFeature(this, existsSync(BUSYBOX), 'busybox-static is not installed');
     docker = await PrivateDocker.start(suite);
