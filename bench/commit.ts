@@ -52,7 +52,7 @@ async function measure(fsType: BenchFs) {
     store.close();
 
     const cleanups = new Cleanups();
-    const docker = await PrivateDocker.start(cleanups);
+    const docker = await PrivateDocker.start(cleanups, scratch.dir);
     try {
       docker.run(['import', '-', 'bench-base'], { input: baseTar });
       const samples: number[] = [];

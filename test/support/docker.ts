@@ -2,7 +2,7 @@
 // socket below the test base, no network set-up (no iptables, no bridge).
 // It is stopped, and whatever it left mounted is detached, after the suite.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -24,9 +24,12 @@ export class PrivateDocker {
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  /** Starts dockerd and waits until it answers; stopped by `cleanups`. */
-  static async start(cleanups: Cleanups): Promise<PrivateDocker> {
-    const dir = scratchDir(cleanups, 'docker');
+  /**
+   * Starts dockerd and waits until it answers; stopped by `cleanups`. Its data
+   * goes below `parent` (a benchmark's filesystem) or the test base.
+   */
+  static async start(cleanups: Cleanups, parent?: string): Promise<PrivateDocker> {
+    const dir = parent ? mkdtempSync(join(parent, 'docker-')) : scratchDir(cleanups, 'docker');
     for (const sub of ['data', 'exec', 'config']) mkdirSync(join(dir, sub));
     const socket = join(dir, 'docker.sock');
     const log = openSync(join(dir, 'dockerd.log'), 'a');
