@@ -113,6 +113,7 @@ class TarApplier {
   Failure RemoveNotAdded(int dir, const std::string& path);
   Failure CreateEntry();
   Failure IndexEntry();
+  Failure BeginPayload();
   Failure SkipPayload();
   Failure SetMetadata(int parent, const std::string& name, int fd);
   Failure WritePayload(const uint8_t* data, size_t size);

@@ -320,20 +320,7 @@ Failure TarApplier::CreateEntry() {
     }
     if (!file_.valid()) return SysProblem(Fail(errno, "openat", e.path), e.name);
     added_.insert(e.path);
-    if (!e.sparse) e.segments = {SparseSegment{0, e.size}};
-    segment_ = 0;
-    done_in_segment_ = 0;
-    checksum_ = ContentChecksum();
-    if (e.sparse_map_in_data) {
-      if (e.size == 0) return Problem("ERR_ARCHIVE_CORRUPT", e.name, "sparse file without its map");
-      sparse_map_text_.clear();
-      state_ = State::SparseMap;
-      return Ok();
-    }
-    if (Failure f = CheckSegments()) return f;
-    state_ = State::Payload;
-    if (payload_remaining_ == 0) return FinishFile();
-    return Ok();
+    return BeginPayload();
   }
 
   cache_valid_ = cache_valid_ && e.type != '5' && e.type != '2';
@@ -384,8 +371,14 @@ Failure TarApplier::CreateEntry() {
 // Index mode: a regular file's payload is checksummed for its tar-split
 // record; nothing is created (the directory already holds the file).
 Failure TarApplier::IndexEntry() {
+  if (!IsRegularType(entry_.type)) return SkipPayload();
+  return BeginPayload();
+}
+
+// A regular file's data follows: its segments (one, unless sparse), its
+// checksum, and the state that reads them (or its sparse map first).
+Failure TarApplier::BeginPayload() {
   Entry& e = entry_;
-  if (!IsRegularType(e.type)) return SkipPayload();
   if (!e.sparse) e.segments = {SparseSegment{0, e.size}};
   segment_ = 0;
   done_in_segment_ = 0;
