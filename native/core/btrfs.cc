@@ -16,23 +16,10 @@
 #include <memory>
 #include <vector>
 
+#include "dir_stream.h"
+
 namespace strata {
 namespace {
-
-// A directory stream that owns its fd and closes on every path.
-struct DirCloser {
-  void operator()(DIR* dir) const { closedir(dir); }
-};
-using DirStream = std::unique_ptr<DIR, DirCloser>;
-
-// Turns `fd` into a directory stream; `fd` is closed on failure too.
-Failure OpenDirStream(Fd fd, const std::string& path, DirStream& out) {
-  DIR* dir = fdopendir(fd.get());
-  if (dir == nullptr) return Fail(errno, "fdopendir", path);
-  fd.release();
-  out.reset(dir);
-  return Ok();
-}
 
 Failure OpenDir(const std::string& path, Fd& out) {
   out = Fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

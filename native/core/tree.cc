@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "clone.h"
+#include "dir_stream.h"
 #include "fs.h"
 
 namespace strata {
@@ -38,21 +39,6 @@ struct Entry {
   std::string dst;
   struct statx st;
 };
-
-// A directory stream that owns its fd and closes on every path.
-struct DirCloser {
-  void operator()(DIR* dir) const { closedir(dir); }
-};
-using DirStream = std::unique_ptr<DIR, DirCloser>;
-
-// Turns `fd` into a directory stream; `fd` is closed on failure too.
-Failure OpenDirStream(Fd fd, const std::string& path, DirStream& out) {
-  DIR* dir = fdopendir(fd.get());
-  if (dir == nullptr) return Fail(errno, "fdopendir", path);
-  fd.release();
-  out.reset(dir);
-  return Ok();
-}
 
 struct Owner {
   uid_t uid;
