@@ -1,7 +1,7 @@
 // Test fixtures that make real kernel objects (directories, tmpfs mounts) and a
 // cleanup stack that releases them, in reverse order, even when a test fails.
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -12,7 +12,6 @@ export { mountsBelow };
 
 /** Everything a test run creates lives below this directory. */
 export const testBase = join(tmpdir(), `strata-test-${process.pid}`);
-mkdirSync(testBase, { recursive: true });
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -41,8 +40,14 @@ export class Cleanups {
 
 /** A fresh empty directory below testBase, removed on cleanup. */
 export function scratchDir(cleanups: Cleanups, name = 'dir'): string {
+  // Made on first use, and removed with its last directory, so a process that
+  // only imports the fixtures (a benchmark) leaves nothing in /tmp.
+  mkdirSync(testBase, { recursive: true });
   const dir = mkdtempSync(join(testBase, `${name}-`));
-  cleanups.defer(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.defer(() => {
+    rmSync(dir, { recursive: true, force: true });
+    if (readdirSync(testBase).length === 0) rmdirSync(testBase);
+  });
   return dir;
 }
 
