@@ -120,7 +120,7 @@ async function applyFrom(
   try {
     return await applyWith(applier, source, options);
   } finally {
-    applier.close();
+    await applier.close();
   }
 }
 

@@ -1,6 +1,6 @@
 // Typed wrappers over the native tar applier and exporter (archive.cc). Errors
 // come out as ArchiveError (code ERR_ARCHIVE_*, entry) with the caller's stack.
-import { toArchiveError } from '../archive/errors.js';
+import { ArchiveError, toArchiveError } from '../archive/errors.js';
 import { native, withCallerStack } from './binding.js';
 import type { NativeTarApplier, NativeTarExporter } from './types.js';
 
@@ -31,26 +31,43 @@ export interface TarApplyStats {
 /** Applies a tar stream, fed in order through write(), into `dir`. */
 export class TarApplier {
   private readonly inner: NativeTarApplier;
+  /** The native call under way; close() waits for it. */
+  private running: Promise<unknown> | undefined;
+  private closed = false;
 
   constructor(dir: string, whiteouts: 'overlay' | 'remove' | 'index') {
     this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts));
   }
 
-  /**
-   * Parses and applies the next bytes (one Buffer, or several in order);
-   * wait for it before the next call, and leave the Buffers unchanged until then.
-   */
+  private call<T>(start: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new ArchiveError('ERR_ARCHIVE_STATE', 'the applier is closed'));
+    const promise = converted(start());
+    this.running = promise;
+    return promise;
+  }
+
+  /** Parses and applies the next bytes; wait for it before the next call. */
   write(chunk: Buffer | readonly Buffer[]): Promise<void> {
-    return converted(this.inner.write(chunk));
+    return this.call(() => this.inner.write(chunk));
   }
 
   /** Checks the end of the stream, sets directory times, syncfs(dir). */
   finish(): Promise<TarApplyStats> {
-    return converted(this.inner.finish());
+    return this.call(() => this.inner.finish());
   }
 
-  /** Releases its fds at once (not at garbage collection): the filesystem may be unmounted next. */
-  close(): void {
+  /**
+   * Releases its fds at once (not at garbage collection): the filesystem may
+   * be unmounted next. A call still under way (a write a failed stream had
+   * already started) is waited for; none starts afterwards.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.running) {
+      const running = this.running;
+      await running.catch(() => {});
+      if (this.running === running) this.running = undefined;
+    }
     this.inner.close();
   }
 }
