@@ -301,6 +301,17 @@ export class DevicemapperDriver implements StorageDriver {
     await this.mountDevice(key);
   }
 
+  /** A write into a thin device of a full pool fails with EIO (error_if_no_space): the pool's state is the reason. */
+  async explainFailure(error: unknown): Promise<unknown> {
+    try {
+      await this.pool.requireSpace();
+      return error;
+    } catch (full) {
+      if (full instanceof Error) full.cause = error;
+      return full;
+    }
+  }
+
   layerPath(cacheId: string): string {
     return this.mountPoint(cacheId);
   }

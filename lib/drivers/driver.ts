@@ -88,6 +88,12 @@ export interface StorageDriver {
    * count (btrfs qgroups), so sizing needs no tree walk; undefined otherwise.
    */
   writableUsage?(cacheId: string): Promise<number>;
+  /**
+   * The reason the driver's storage gives for a failed write, when it has one
+   * the write's own error hides (devicemapper: a full thin pool fails writes
+   * with EIO); the error itself otherwise.
+   */
+  explainFailure?(error: unknown): Promise<unknown>;
   /** Releases what the driver keeps active in the kernel (devicemapper's devices), for Store.shutdown. */
   release?(): Promise<void>;
 }

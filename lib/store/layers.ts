@@ -139,8 +139,10 @@ export class LayerStore {
       if (registered.existed) await discardStaged(this.db, path, (p) => this.driver.removePath(p));
       return { ...registered, compression: applied.compression };
     } catch (error) {
+      // Asked before the discard, which frees what the failed write used.
+      const reason = (await this.driver.explainFailure?.(error)) ?? error;
       await discardStaged(this.db, path, (p) => this.driver.removePath(p));
-      throw error;
+      throw reason;
     }
   }
 

@@ -141,8 +141,8 @@ Failure TarApplier::Problem(const std::string& code, const std::string& entry,
 }
 
 Failure TarApplier::SysProblem(Failure f, const std::string& entry) {
-  problem_ = {"ERR_ARCHIVE_APPLY",
-              "entry '" + entry + "': " + f.syscall + " failed: " + strerror(f.err), entry};
+  std::string message = std::string(f.syscall) + " failed: " + strerror(f.err);
+  problem_ = {"ERR_ARCHIVE_APPLY", entry.empty() ? message : "entry '" + entry + "': " + message, entry};
   state_ = State::Failed;
   return f;
 }

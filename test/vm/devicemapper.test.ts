@@ -5,7 +5,8 @@
 // device, loop device or mount behind.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, fsyncSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { createDevice, deviceStatus, listDevices, loadTable, removeDevice, suspendDevice, targetMessage, targetStatus } from '../../lib/native/dm.js';
@@ -260,6 +261,39 @@ describe('devicemapper (in the VM)', function () {
 
       await store.containers.remove(hog.id, { force: true });
       await store.containers.create(layer.chainId);
+    });
+
+    it('rolls back a layer whose import fills the pool: no layer, no thin id, no device left, and imports again once space is freed', async function () {
+      await store.shutdown();
+      root = join(await tmpfsDir(cleanups, '1g'), 'store');
+      store = await open({ ...SMALL, 'dm.loopdatasize': '96M' });
+      const base = await importTree('base', { a: 'a' });
+      const devices = async () => (await listDevices()).map((d) => d.name).sort();
+      const before = { layers: store.layers.list().length, ids: sorted(metadataIds().values()), devices: await devices(), mounts: mountsBelow(root) };
+      // 160 MiB of data for a 96 MiB pool; random bytes, so nothing is sparse or shared.
+      mkdirSync(join(work, 'big'));
+      writeFileSync(join(work, 'big', 'blob'), randomBytes(160 << 20));
+      const archive = tarOf(join(work, 'big'), join(work, 'big.tar'));
+
+      const failure = await store.layers.import(createReadStream(archive), { parent: base.chainId, explicit: true }).then(
+        () => expect.fail('expected the import to fail'),
+        (e: { code?: string; message: string }) => e,
+      );
+      expect(failure.code).to.equal('ERR_DRIVER_NO_SPACE');
+      expect(failure.message).to.match(new RegExp(`^devicemapper: the thin pool ${poolName()} is out of data space`));
+      expect(store.layers.list()).to.have.length(before.layers);
+      expect(sorted(metadataIds().values())).to.deep.equal(before.ids);
+      expect(sorted(await poolIds())).to.deep.equal(before.ids);
+      expect(store.db.prepare('SELECT count(*) FROM staging').pluck().get()).to.equal(0);
+      expect(mountsBelow(root)).to.deep.equal(before.mounts);
+      expect(await devices()).to.deep.equal(before.devices);
+
+      // The space the failed import wrote is the pool's again: a layer that fits goes in.
+      rmSync(join(work, 'big', 'blob'));
+      writeFileSync(join(work, 'big', 'blob'), randomBytes(16 << 20));
+      const fits = tarOf(join(work, 'big'), join(work, 'fits.tar'));
+      const layer = (await store.layers.import(createReadStream(fits), { parent: base.chainId, explicit: true })).layer;
+      expect(store.layers.get(layer.chainId)).to.not.equal(undefined);
     });
 
     it('refuses options the pool cannot change, and unknown ones', async function () {
