@@ -10,7 +10,8 @@ import { fsconfig, fsmount, fsopen, moveMount, mountSetattr, openTree, type Moun
 import { openInTree } from '../native/resolve.js';
 import type { VolumeStore } from '../store/volumes.js';
 import { mountsBelow } from '../system/mountinfo.js';
-import type { BindMountSpec, MountSpec, TmpfsMountSpec } from './spec.js';
+import { sensitiveBindReason } from './safety.js';
+import { MountSpecError, type BindMountSpec, type MountSpec, type TmpfsMountSpec } from './spec.js';
 
 const run = promisify(execFile);
 
@@ -19,6 +20,8 @@ export interface ContainerMount {
   spec: MountSpec;
   /** The volume's name (an anonymous one is named when the container is created). */
   volume: string | null;
+  /** A bind mount whose creator allowed a sensitive source (--allow-sensitive-binds). */
+  allowSensitive: boolean;
 }
 
 const depth = (target: string) => target.split('/').length;
@@ -34,12 +37,12 @@ export async function attachMounts(rootfs: string, mounts: readonly ContainerMou
         acquired.push(volume.name);
         await using target = await openInTree(rootfs, mount.spec.target, { create: true });
         if (!mount.spec.noCopy) await fillFromImage(target, volume.mountpoint);
-        await attachBind(volume.mountpoint, target, { readOnly: mount.spec.readOnly, recursive: 'enabled', propagation: 'rprivate' });
+        await attachBind(volume.mountpoint, target, { readOnly: mount.spec.readOnly, recursive: 'enabled', propagation: 'rprivate' }, null);
       } else if (mount.spec.type === 'bind') {
         const spec = mount.spec;
         if (!existsSync(spec.source) && spec.createSource) mkdirSync(spec.source, { recursive: true, mode: 0o755 });
         await using target = await openInTree(rootfs, spec.target, { create: true, kind: targetKind(spec) });
-        await attachBind(spec.source, target, spec);
+        await attachBind(spec.source, target, spec, mount.allowSensitive ? null : volumes.storeRoot);
       } else {
         await using target = await openInTree(rootfs, mount.spec.target, { create: true });
         await attachTmpfs(mount.spec, target);
@@ -76,13 +79,26 @@ export async function detachMounts(rootfs: string, mounts: readonly ContainerMou
   for (const mount of mounts) if (mount.volume !== null) await volumes.release(mount.volume);
 }
 
+/**
+ * Binds `source` onto `target`. With `storeRoot` given, the tree opened is
+ * checked again for a sensitive host path: the source was checked when the
+ * container was created, but a path (or a symlink on it) can be changed since.
+ */
 async function attachBind(
   source: string,
   target: MountFd,
   options: Pick<BindMountSpec, 'readOnly' | 'recursive' | 'propagation'>,
+  storeRoot: string | null,
 ): Promise<void> {
   const recursive = options.recursive !== 'disabled';
-  await using tree = await openTree(source, { clone: true, recursive });
+  // The check and the mount are of one opened object: no window to swap the path.
+  await using opened = await openInTree('/', source);
+  if (storeRoot !== null) {
+    const real = readlinkSync(`/proc/self/fd/${opened.fd}`);
+    const reason = sensitiveBindReason(real, storeRoot);
+    if (reason) throw new MountSpecError(`refusing to bind-mount ${source}: it now leads to ${real}: ${reason}`);
+  }
+  await using tree = await openTree(opened, { clone: true, recursive });
   if (options.readOnly) {
     // Read-only reaches the submounts too, unless asked to leave them writable.
     await mountSetattr(tree, { recursive: recursive && options.recursive !== 'writable', set: ['rdonly'] });

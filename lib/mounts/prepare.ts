@@ -39,7 +39,7 @@ export async function prepareMounts(
   try {
     for (const spec of specs) {
       if (spec.type !== 'volume') {
-        mounts.push({ spec, volume: null });
+        mounts.push({ spec, volume: null, allowSensitive: spec.type === 'bind' && options.allowSensitiveBinds });
         continue;
       }
       const existed = spec.source !== '' && volumes.get(spec.source) !== undefined;
@@ -50,7 +50,7 @@ export async function prepareMounts(
         allowSensitiveBinds: options.allowSensitiveBinds,
       });
       if (!existed) created.push(volume.name);
-      mounts.push({ spec, volume: volume.name });
+      mounts.push({ spec, volume: volume.name, allowSensitive: false });
     }
   } catch (error) {
     await rollback();

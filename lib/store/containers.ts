@@ -122,8 +122,8 @@ export class ContainerStore {
         this.db
           .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
           .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null);
-        const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume) VALUES (?, ?, ?, ?)');
-        prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume));
+        const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume, allow_sensitive) VALUES (?, ?, ?, ?, ?)');
+        prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume, Number(mount.allowSensitive)));
         endStaging(this.db, path);
       });
     } catch (error) {
@@ -157,11 +157,10 @@ export class ContainerStore {
 
   /** The container's volumes, bind mounts and tmpfs mounts, in the order given at create. */
   containerMounts(container: Container): ContainerMount[] {
-    const rows = this.db.prepare('SELECT spec, volume FROM container_mounts WHERE container = ? ORDER BY position').all(container.id) as Array<{
-      spec: string;
-      volume: string | null;
-    }>;
-    return rows.map((row) => ({ spec: JSON.parse(row.spec) as MountSpec, volume: row.volume }));
+    const rows = this.db
+      .prepare('SELECT spec, volume, allow_sensitive AS allowSensitive FROM container_mounts WHERE container = ? ORDER BY position')
+      .all(container.id) as Array<{ spec: string; volume: string | null; allowSensitive: number }>;
+    return rows.map((row) => ({ spec: JSON.parse(row.spec) as MountSpec, volume: row.volume, allowSensitive: row.allowSensitive === 1 }));
   }
 
   layout(container: Container): WritableLayout {

@@ -132,4 +132,9 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX container_images_image ON container_images(image);
   `,
+  `
+  -- A bind mount whose creator allowed a sensitive source: the source is
+  -- checked again when the container is mounted, as it may have changed.
+  ALTER TABLE container_mounts ADD COLUMN allow_sensitive INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chownSync, chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { mount, unmount } from '../../lib/native/mount.js';
@@ -231,6 +231,23 @@ describe('container mounts', function () {
     const rootfs = await store.containers.mount(allowed.id);
     expect(existsSync(join(rootfs, 'host-etc/hostname')) || existsSync(join(rootfs, 'host-etc/passwd'))).to.equal(true);
     await store.containers.unmount(allowed.id);
+  });
+
+  it('checks a bind source again at mount: one swapped for a symlink to /etc after create is refused, and nothing stays mounted', async function () {
+    const source = join(host, 'shared');
+    mkdirSync(source);
+    const container = await store.containers.create(image, { mounts: [parseVolumeFlag(`${source}:/shared`)] });
+    rmSync(source, { recursive: true });
+    symlinkSync('/etc', source);
+    const error = await rejection(store.containers.mount(container.id));
+    expect(error.message).to.equal(`refusing to bind-mount ${source}: it now leads to /etc: /etc is a sensitive host path`);
+    expect(mountsBelow(root)).to.deep.equal([root]);
+    expect(store.containers.get(container.id)!.mounts).to.equal(0);
+    // Put back, it mounts.
+    rmSync(source);
+    mkdirSync(source);
+    await store.containers.mount(container.id);
+    await store.containers.unmount(container.id);
   });
 
   it('mounts into a read-only root filesystem, making the missing mount points first', async function () {
