@@ -30,55 +30,21 @@ Napi::Error ArchiveProblemError(Napi::Env env, const std::string& code,
   return error;
 }
 
-// A pool job that keeps its JS object (and input buffer) alive until done.
-class Job : public Napi::AsyncWorker {
- public:
-  using Work = std::function<Failure()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  using Problem = std::function<void(std::string&, std::string&, std::string&)>;
-
-  Job(Napi::Env env, Napi::Object owner, Napi::Value keep, bool* busy, Work work,
-      Done done, Problem problem)
-      : Napi::AsyncWorker(env, "strata.archive"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        owner_(Napi::Persistent(owner)),
-        busy_(busy),
-        work_(std::move(work)),
-        done_(std::move(done)),
-        problem_(std::move(problem)) {
-    if (keep.IsObject()) keep_ = Napi::Persistent(keep.As<Napi::Object>());
-    *busy_ = true;
-  }
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { failure_ = work_(); }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    *busy_ = false;
-    if (failure_) {
-      std::string code, message, entry;
-      problem_(code, message, entry);
-      deferred_.Reject(ArchiveProblemError(env, code, message, entry, failure_).Value());
-      return;
-    }
-    try {
-      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference owner_;
-  Napi::ObjectReference keep_;
-  bool* busy_;
-  Work work_;
-  Done done_;
-  Problem problem_;
-  Failure failure_;
-};
+// A call on an archive object: one at a time (busy until it settles), the
+// object and its input kept alive meanwhile, failures as archive problems.
+template <typename Source>
+Napi::Value RunCall(Napi::Env env, Napi::Object owner, Napi::Value input, bool* busy,
+                    const Source& source, std::function<Failure()> work,
+                    std::function<Napi::Value(Napi::Env)> done = nullptr) {
+  *busy = true;
+  return RunAsync(env, "strata.archive", std::move(work), std::move(done),
+                  {{owner, input},
+                   [busy] { *busy = false; },
+                   [&source](Napi::Env e, const Failure& f) {
+                     const auto& p = source.problem();
+                     return ArchiveProblemError(e, p.code, p.message, p.entry, f);
+                   }});
+}
 
 void ThrowIfBusy(Napi::Env env, bool busy) {
   if (!busy) return;
@@ -142,23 +108,18 @@ class Applier : public Napi::ObjectWrap<Applier> {
       held.Set(0u, chunk);
     }
     ThrowIfBusy(info.Env(), busy_);
-    auto* job = new Job(
-        info.Env(), Value(), held, &busy_,
-        [this, pieces = std::move(pieces)] {
-          for (const auto& [data, size] : pieces)
-            if (Failure f = applier_.Write(data, size)) return f;
-          return Ok();
-        },
-        nullptr, [this](std::string& c, std::string& m, std::string& e) { Problem(c, m, e); });
-    job->Queue();
-    return job->Promise();
+    return RunCall(info.Env(), Value(), held, &busy_, applier_, [this, pieces = std::move(pieces)] {
+      for (const auto& [data, size] : pieces)
+        if (Failure f = applier_.Write(data, size)) return f;
+      return Ok();
+    });
   }
 
   // Resolves { entries, contentSize, tarSplit }.
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     ThrowIfBusy(info.Env(), busy_);
-    auto* job = new Job(
-        info.Env(), Value(), info.Env().Undefined(), &busy_,
+    return RunCall(
+        info.Env(), Value(), info.Env().Undefined(), &busy_, applier_,
         [this] { return applier_.Finish(stats_, split_); },
         [this](Napi::Env env) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
@@ -166,10 +127,7 @@ class Applier : public Napi::ObjectWrap<Applier> {
           result.Set("contentSize", Napi::Number::New(env, static_cast<double>(stats_.content_size)));
           result.Set("tarSplit", StringBuffer(env, std::move(split_)));
           return result;
-        },
-        [this](std::string& c, std::string& m, std::string& e) { Problem(c, m, e); });
-    job->Queue();
-    return job->Promise();
+        });
   }
 
   // close(): releases the applier's fds; not while a write or finish runs.
@@ -177,12 +135,6 @@ class Applier : public Napi::ObjectWrap<Applier> {
     ThrowIfBusy(info.Env(), busy_);
     applier_.Close();
     return info.Env().Undefined();
-  }
-
-  void Problem(std::string& code, std::string& message, std::string& entry) const {
-    code = applier_.problem().code;
-    message = applier_.problem().message;
-    entry = applier_.problem().entry;
   }
 
   TarApplier applier_;
@@ -219,8 +171,8 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
     // Uninitialized memory: the exporter overwrites what it hands out.
     auto out = std::shared_ptr<char>(new char[max], std::default_delete<char[]>());
     auto produced = std::make_shared<size_t>(0);
-    auto* job = new Job(
-        info.Env(), Value(), info.Env().Undefined(), &busy_,
+    return RunCall(
+        info.Env(), Value(), info.Env().Undefined(), &busy_, exporter_,
         [this, out, produced, max] { return exporter_.Read(out.get(), max, *produced); },
         [out, produced](Napi::Env env) -> Napi::Value {
           if (*produced == 0) return env.Null();
@@ -229,14 +181,7 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
           return Napi::Buffer<char>::New(env, out.get(), *produced,
                                          [](Napi::Env, char*, std::shared_ptr<char>* o) { delete o; },
                                          owner);
-        },
-        [this](std::string& c, std::string& m, std::string& e) {
-          c = exporter_.problem().code;
-          m = exporter_.problem().message;
-          e = exporter_.problem().entry;
         });
-    job->Queue();
-    return job->Promise();
   }
 
   // close(): releases the exporter's fds; not while a read runs.

@@ -138,11 +138,16 @@ namespace {
 class Job : public Napi::AsyncWorker {
  public:
   Job(Napi::Env env, const char* name, std::function<Failure()> work,
-      std::function<Napi::Value(Napi::Env)> done)
+      std::function<Napi::Value(Napi::Env)> done, AsyncExtras extras)
       : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)),
-        done_(std::move(done)) {}
+        done_(std::move(done)),
+        settled_(std::move(extras.settled)),
+        error_(std::move(extras.error)) {
+    for (Napi::Value value : extras.keep)
+      if (value.IsObject()) kept_.push_back(Napi::Persistent(value.As<Napi::Object>()));
+  }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -151,8 +156,9 @@ class Job : public Napi::AsyncWorker {
   // Errors are built here, not through SetError, so they keep errno and paths.
   void OnOK() override {
     Napi::Env env = Env();
+    if (settled_) settled_();
     if (failure_) {
-      deferred_.Reject(ErrnoError(env, failure_).Value());
+      deferred_.Reject((error_ ? error_(env, failure_) : ErrnoError(env, failure_)).Value());
       return;
     }
     try {
@@ -166,6 +172,9 @@ class Job : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<Failure()> work_;
   std::function<Napi::Value(Napi::Env)> done_;
+  std::function<void()> settled_;
+  std::function<Napi::Error(Napi::Env, const Failure&)> error_;
+  std::vector<Napi::ObjectReference> kept_;
   Failure failure_;
 };
 
@@ -173,8 +182,9 @@ class Job : public Napi::AsyncWorker {
 
 Napi::Promise RunAsync(Napi::Env env, const char* name,
                        std::function<Failure()> work,
-                       std::function<Napi::Value(Napi::Env)> done) {
-  Job* job = new Job(env, name, std::move(work), std::move(done));
+                       std::function<Napi::Value(Napi::Env)> done,
+                       AsyncExtras extras) {
+  Job* job = new Job(env, name, std::move(work), std::move(done), std::move(extras));
   Napi::Promise promise = job->Promise();
   job->Queue();
   return promise;

@@ -43,11 +43,22 @@ Napi::Buffer<uint8_t> BufferArg(const Napi::CallbackInfo& info, size_t i,
 std::string CheckString(Napi::Env env, Napi::Value v, const std::string& name,
                         bool is_path, bool allow_empty);
 
+// What a call on the libuv pool needs besides its work, for the calls of an
+// object (the archive classes): values to keep alive while it runs, a hook on
+// the JS thread before it settles, and how a failure becomes an Error.
+struct AsyncExtras {
+  std::vector<Napi::Value> keep;
+  std::function<void()> settled;
+  std::function<Napi::Error(Napi::Env, const Failure&)> error;
+};
+
 // Runs `work` on the libuv pool and returns a promise. `work` must not touch
-// N-API; it reports failure through its Failure. `done` builds the resolved
-// value on the JS thread (undefined when absent).
+// N-API; it reports failure through its Failure (an ErrnoError unless
+// `extras.error` says otherwise). `done` builds the resolved value on the JS
+// thread (undefined when absent).
 Napi::Promise RunAsync(Napi::Env env, const char* name,
                        std::function<Failure()> work,
-                       std::function<Napi::Value(Napi::Env)> done = nullptr);
+                       std::function<Napi::Value(Napi::Env)> done = nullptr,
+                       AsyncExtras extras = {});
 
 }  // namespace strata
