@@ -41,6 +41,19 @@ export async function detachIfBacking(device: string, image: string): Promise<vo
   if (status?.backingFile === image) await detachLoop(device);
 }
 
+/** A sparse file of `bytes` in `dir` attached to a loop device (a block device for a test), detached on cleanup. */
+export async function sparseLoopDevice(cleanups: Cleanups, dir: string, name: string, bytes: number): Promise<string> {
+  const file = join(dir, name);
+  writeFileSync(file, '');
+  truncateSync(file, bytes);
+  const loop = await attachLoop(file);
+  cleanups.defer(async () => {
+    await loop.close();
+    await detachLoop(loop.device);
+  });
+  return loop.device;
+}
+
 /**
  * Makes a `fstype` filesystem in a sparse file below testBase, mounts it
  * through a loop device and returns the mount directory. Cleanups unmount it,

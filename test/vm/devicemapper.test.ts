@@ -6,17 +6,18 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { createDevice, deviceStatus, listDevices, loadTable, removeDevice, suspendDevice, targetMessage, targetStatus } from '../../lib/native/dm.js';
-import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
+import { listLoops } from '../../lib/native/loop.js';
 import { unmount } from '../../lib/native/mount.js';
 import type { Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
 import { strata } from '../support/cli.js';
 import { conformance, type Setup } from '../support/conformance.js';
 import { Cleanups, isRoot, mountsBelow, requireFeature, scratchDir, tmpfsDir } from '../support/fixtures.js';
+import { sparseLoopDevice } from '../support/images.js';
 import { tarOf, writeTree } from '../support/trees.js';
 import { inVm } from '../support/vm.js';
 
@@ -320,17 +321,7 @@ describe('devicemapper (in the VM)', function () {
 
     it('makes its pool on the devices it is given (direct mode) and mounts xfs snapshots (nouuid)', async function () {
       const dir = await tmpfsDir(cleanups, '1g');
-      const device = async (name: string, bytes: number) => {
-        const file = join(dir, name);
-        writeFileSync(file, '');
-        truncateSync(file, bytes);
-        const loop = await attachLoop(file);
-        cleanups.defer(async () => {
-          await loop.close();
-          await detachLoop(loop.device);
-        });
-        return loop.device;
-      };
+      const device = (name: string, bytes: number) => sparseLoopDevice(cleanups, dir, name, bytes);
       const metadata = await device('meta.img', 32 << 20);
       const data = await device('data.img', 1 << 30);
       const root = join(dir, 'store');

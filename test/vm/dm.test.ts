@@ -3,10 +3,11 @@
 // never skip; a missing dm driver there is a failure.
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { BLOCK_SECTORS, SECTOR } from '../../lib/drivers/dm/pool.js';
 import { native } from '../../lib/native/binding.js';
 import {
   createDevice,
@@ -21,29 +22,16 @@ import {
   targetMessage,
   targetStatus,
 } from '../../lib/native/dm.js';
-import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
+import { listLoops } from '../../lib/native/loop.js';
 import { mount, unmount } from '../../lib/native/mount.js';
 import { Cleanups, isRoot, rejection, requireFeature, scratchDir } from '../support/fixtures.js';
+import { sparseLoopDevice } from '../support/images.js';
 import { inVm } from '../support/vm.js';
 
 const run = promisify(execFile);
-const SECTOR = 512;
 
 /** Device names unique to this run, so a leftover never collides. */
 const prefix = `strata-${process.pid}`;
-
-/** A sparse file of `bytes` attached to a loop device, detached on cleanup. */
-async function loopFile(cleanups: Cleanups, dir: string, name: string, bytes: number): Promise<string> {
-  const file = join(dir, name);
-  writeFileSync(file, '');
-  truncateSync(file, bytes);
-  const loop = await attachLoop(file);
-  cleanups.defer(async () => {
-    await loop.close();
-    await detachLoop(loop.device);
-  });
-  return loop.device;
-}
 
 /** Creates a device with one table and makes it live; removed on cleanup. */
 async function activate(cleanups: Cleanups, name: string, table: Parameters<typeof loadTable>[1]): Promise<string> {
@@ -56,11 +44,11 @@ async function activate(cleanups: Cleanups, name: string, table: Parameters<type
 
 /** A thin-pool over two loop devices (metadata, data) on sparse files. */
 async function thinPool(cleanups: Cleanups, dir: string, name: string, dataBytes: number): Promise<string> {
-  const metadata = await loopFile(cleanups, dir, 'metadata.img', 16 << 20);
-  const data = await loopFile(cleanups, dir, 'data.img', dataBytes);
-  // 128-sector (64 KiB) blocks, low-water mark 0, and zeroing skipped: the
+  const metadata = await sparseLoopDevice(cleanups, dir, 'metadata.img', 16 << 20);
+  const data = await sparseLoopDevice(cleanups, dir, 'data.img', dataBytes);
+  // The driver's block size (64 KiB), low-water mark 0, and zeroing skipped: the
   // backing files are sparse.
-  const params = `${metadata} ${data} 128 0 1 skip_block_zeroing`;
+  const params = `${metadata} ${data} ${BLOCK_SECTORS} 0 1 skip_block_zeroing`;
   return activate(cleanups, name, [{ start: 0, length: dataBytes / SECTOR, type: 'thin-pool', params }]);
 }
 
@@ -165,7 +153,7 @@ describe('native device-mapper (in the VM)', function () {
 
   it('refuses to remove a device in use (EBUSY), and removes it at its last close when deferred', async function () {
     const dir = scratchDir(cleanups, 'busy');
-    const loop = await loopFile(cleanups, dir, 'linear.img', 4 << 20);
+    const loop = await sparseLoopDevice(cleanups, dir, 'linear.img', 4 << 20);
     const name = `${prefix}-busy`;
     const info = await createDevice(name, { uuid: `${prefix}-uuid-busy` });
     expect(info).to.include({ name, uuid: `${prefix}-uuid-busy`, path: `/dev/mapper/${name}`, activeTable: false });
