@@ -132,4 +132,14 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX container_images_image ON container_images(image);
   `,
+  `
+  -- Disk usage kept as counters so \`system df\` reads them instead of walking
+  -- trees: a container's writable layer changes only while it is mounted, so
+  -- its size (docker's SizeRw) is measured at create (0), at its last unmount
+  -- and at commit. NULL: not known (a container from before this migration,
+  -- or one mounted when a process crashed); the next df measures it.
+  ALTER TABLE containers ADD COLUMN size_rw INTEGER;
+  -- Container labels (key to value, JSON), for prune's label filters.
+  ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  `,
 ];

@@ -96,12 +96,14 @@ function addList(command: Command): void {
       await withStore(command, (store) => {
         const id = (digest: string) => (options.trunc ? shortId(digest) : digest);
         const rows = imageRows(store.images.list(dangling === undefined ? {} : { dangling }));
+        const chainSizes = store.layers.chainSizes();
+        const sizeOf = (image: Image) => (image.topLayer ? (chainSizes.get(image.topLayer) ?? 0) : 0);
         const columns: Column<(typeof rows)[number]>[] = [
           { header: 'REPOSITORY', value: (r) => r.repository },
           { header: 'TAG', value: (r) => r.tag },
           { header: 'IMAGE ID', value: (r) => id(r.image.id) },
           { header: 'CREATED', value: (r) => timeAgo(r.image.created) },
-          { header: 'SIZE', value: (r) => formatSize(store.images.size(r.image)) },
+          { header: 'SIZE', value: (r) => formatSize(sizeOf(r.image)) },
         ];
         const quietRows = options.quiet ? [...new Map(rows.map((r) => [r.image.id, r])).values()] : rows;
         printList(process.stdout, quietRows, {
@@ -114,7 +116,7 @@ function addList(command: Command): void {
             Tag: r.tag,
             ID: r.image.id,
             CreatedAt: r.image.created,
-            Size: store.images.size(r.image),
+            Size: sizeOf(r.image),
           }),
         });
       });
