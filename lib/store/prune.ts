@@ -92,18 +92,18 @@ export async function pruneImages(store: Store, options: { all?: boolean; filter
 }
 
 /**
- * docker system prune: containers not mounted, then images (dangling, or
- * with `all` all unused), then with `volumes` the unused anonymous volumes.
- * Volumes have no creation-time filter, as in docker.
+ * docker system prune, in docker's order: containers not mounted, with
+ * `volumes` the unused anonymous volumes, then images (dangling, or with
+ * `all` all unused). Volumes have no creation-time filter, as in docker.
  */
 export async function pruneSystem(store: Store, options: { all?: boolean; volumes?: boolean; filters?: PruneFilters } = {}): Promise<SystemPruneResult> {
   const filters = options.filters ?? {};
   if (options.volumes && filters.until) throw new StoreError('ERR_INVALID_FILTER', 'the "until" filter is not supported with volumes');
   const containers = await pruneContainers(store, filters);
-  const images = await pruneImages(store, { ...(options.all && { all: true }), filters });
   const volumes = options.volumes
     ? await store.volumes.prune({ ...(filters.label && { label: filters.label }), ...(filters.labelNot && { labelNot: filters.labelNot }) })
     : undefined;
+  const images = await pruneImages(store, { ...(options.all && { all: true }), filters });
   return {
     containers,
     images,
