@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { parseVolumeFlag } from '../../lib/mounts/spec.js';
 import { Store } from '../../lib/store/store.js';
 import { diskUsage } from '../../lib/store/usage.js';
 import { strata } from '../support/cli.js';
@@ -98,7 +99,7 @@ describe('system df', function () {
     writeFileSync(join(used.mountpoint, 'db'), Buffer.alloc(500));
     writeFileSync(join(spare.mountpoint, 'cache'), Buffer.alloc(40));
     const top = store.images.get(image)!.topLayer!;
-    await store.containers.create(top, { mounts: [{ type: 'volume', source: 'used', target: '/db' }] });
+    await store.containers.create(top, { mounts: [parseVolumeFlag('used:/db')] });
 
     const { volumes, buildCache } = await diskUsage(store);
     expect(volumes.items.map((v) => [v.name, v.links, v.size]).sort()).to.deep.equal([[spare.name, 0, 40], ['used', 1, 500]]);
