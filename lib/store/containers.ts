@@ -16,7 +16,7 @@ import { attachMounts, createMountTargets, detachMounts, type ContainerMount } f
 import { prepareMounts } from '../mounts/prepare.js';
 import type { MountSpec } from '../mounts/spec.js';
 import { unmount } from '../native/mount.js';
-import { isMountPoint, processesUsing } from '../system/mountinfo.js';
+import { isMountPoint, mountPoints, processesUsing } from '../system/mountinfo.js';
 import { relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
@@ -402,14 +402,16 @@ export class ContainerStore {
       await this.completeAdoption(from, to);
       repaired.push(`finished moving ${from} into its layer after an interrupted commit`);
     }
+    // The mount table read once, not once per container: every open runs this.
+    const mounted = new Set(mountPoints());
     for (const container of this.list()) {
       const layout = this.layout(container);
       const view = this.viewPath(container);
-      if (isMountPoint(view)) {
+      if (mounted.has(view)) {
         await unmount(view, ['detach']);
         repaired.push(`container ${shortId(container.id)}: unmounted a view left by an interrupted diff or commit`);
       }
-      if (isMountPoint(layout.merged)) continue;
+      if (mounted.has(layout.merged)) continue;
       if (container.mounts > 0) {
         // What it wrote while mounted was never measured.
         this.db.prepare('UPDATE containers SET mounts = 0, size_rw = NULL WHERE id = ?').run(container.id);
