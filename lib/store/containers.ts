@@ -54,8 +54,9 @@ export interface Container {
   labels: Record<string, string>;
   /**
    * Bytes of its writable layer (docker's SizeRw) as last measured: at create,
-   * at its last unmount, at commit. Current while it is not mounted; null when
-   * not known (see ContainerStore.writableSize).
+   * at its last unmount (where the driver counts it cheaply), at commit.
+   * Current while it is not mounted; null when not known (see
+   * ContainerStore.writableSize).
    */
   sizeRw: number | null;
 }
@@ -221,8 +222,10 @@ export class ContainerStore {
     });
     if (remaining === 0) {
       await this.unmountRootfs(container, false);
-      // Its writable layer cannot change until the next mount: record its size now.
-      const size = await this.measureWritable(container);
+      // Its writable layer cannot change until the next mount: record its size
+      // now where the driver counts it cheaply; elsewhere (a diff against the
+      // layers) mark it unknown, and the next df measures and records it.
+      const size = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : null;
       relaxed(this.db, () => this.db.prepare('UPDATE containers SET size_rw = ? WHERE id = ? AND mounts = 0').run(size, container.id));
     }
   }

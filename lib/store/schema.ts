@@ -137,7 +137,8 @@ export const migrations: readonly string[] = [
   -- trees: a container's writable layer changes only while it is mounted, so
   -- its size (docker's SizeRw) is measured at create (0), at its last unmount
   -- and at commit. NULL: not known (a container from before this migration,
-  -- or one mounted when a process crashed); the next df measures it.
+  -- one mounted when a process crashed, or one unmounted on a driver that can
+  -- size it only by a diff against its layers); the next df measures it.
   ALTER TABLE containers ADD COLUMN size_rw INTEGER;
   -- Container labels (key to value, JSON), for prune's label filters.
   ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';

@@ -91,6 +91,22 @@ describe('system df', function () {
     expect(store.containers.get(container.id)!.sizeRw).to.equal(123);
   });
 
+  it('on vfs, where only a diff can size a container, measures it at the next df and records it', async function () {
+    const vfsRoot = await tmpfsDir(cleanups);
+    const vfs = await Store.open({ root: vfsRoot, driver: 'vfs' });
+    cleanups.defer(() => vfs.close());
+    const image = await addImage(vfs, [base]);
+    const container = await containerOf(vfs, image);
+    writeFileSync(join(await vfs.containers.mount(container.id), 'f'), 'x'.repeat(321));
+    await vfs.containers.unmount(container.id);
+    expect(vfs.containers.get(container.id)!.sizeRw, 'not walked at unmount').to.equal(null);
+
+    const { containers } = await diskUsage(vfs);
+    expect(containers.items[0]).to.include({ sizeRw: 321, sizeRootFs: 1321 });
+    expect(vfs.containers.get(container.id)!.sizeRw).to.equal(321);
+    await vfs.containers.remove(container.id);
+  });
+
   it('counts local volumes without options: links, size, reclaimable', async function () {
     const image = await addImage(store, [base]);
     const used = await store.volumes.create('used');
