@@ -209,7 +209,8 @@ export class ContainerStore {
         throw error;
       }
     }
-    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
+    // Its size is unknown until the last unmount measures it: a crash before then leaves it so.
+    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1, size_rw = NULL WHERE id = ?').run(container.id));
     return layout.merged;
   }
 
