@@ -148,7 +148,7 @@ describe('system df', function () {
     expect(verbose).to.match(/^Images space usage:\n\nREPOSITORY +TAG +IMAGE ID +CREATED +SIZE +SHARED SIZE +UNIQUE SIZE +CONTAINERS\n/);
     expect(verbose).to.match(/\nweb +1 +[0-9a-f]{12} +.+ ago +1.2kB +1kB +200B +1\n/);
     expect(verbose).to.match(/\napi +1 +[0-9a-f]{12} +.+ ago +1.3kB +1kB +300B +0\n/);
-    expect(verbose).to.match(/\nContainers space usage:\n\nCONTAINER ID +IMAGE +LOCAL VOLUMES +SIZE +CREATED +STATUS +NAMES\n[0-9a-f]{12} +web:1 +0 +2.5kB +.+ ago +Not mounted +app\n/);
+    expect(verbose).to.match(/\nContainers space usage:\n\nCONTAINER ID +IMAGE +LOCAL VOLUMES +SIZE +VIRTUAL SIZE +CREATED +STATUS +NAMES\n[0-9a-f]{12} +web:1 +0 +2.5kB +3.7kB +.+ ago +Not mounted +app\n/);
     expect(verbose).to.include('\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS   SIZE\n');
     expect(verbose).to.include('\nBuild cache usage: 0B\n');
 

@@ -62,6 +62,8 @@ function printVerbose(usage: DiskUsage): void {
       { header: 'IMAGE', value: (c) => imageName(c.image) },
       { header: 'LOCAL VOLUMES', value: (c) => String(c.volumes.length) },
       { header: 'SIZE', value: (c) => formatSize(c.sizeRw) },
+      // docker's df hides it (its ps -s shows it); here it saves a second command.
+      { header: 'VIRTUAL SIZE', value: (c) => formatSize(c.sizeRootFs) },
       { header: 'CREATED', value: (c) => timeAgo(c.created) },
       { header: 'STATUS', value: (c) => (c.mounts > 0 ? `Mounted (${c.mounts})` : 'Not mounted') },
       { header: 'NAMES', value: (c) => c.name ?? '' },
