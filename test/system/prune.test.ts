@@ -3,6 +3,7 @@
 // docker's filters; the space reported is what df stops counting. Through
 // the library and the CLI, which asks before it prunes.
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -147,5 +148,22 @@ describe('prune', function () {
     expect(all.code, all.stderr).to.equal(0);
     expect(all.stdout).to.match(/^Deleted Containers:\n[0-9a-f]{64}\n\nDeleted Images:\nuntagged: base:1\ndeleted: sha256:[0-9a-f]{64}\ndeleted: sha256:[0-9a-f]{64}\n\nTotal reclaimed space: 1(\.\d+)?kB\n$/);
     expect(cli('image', 'prune', '-f').stdout).to.equal('Total reclaimed space: 0B\n');
+  });
+
+  it('on a terminal, prunes only after a yes', async function () {
+    const id = await containerWith(10);
+    // script(1) gives the command a terminal; the answer is typed into it.
+    const onTerminal = (answer: string) => {
+      const command = [process.execPath, '--import', 'tsx', join(import.meta.dirname, '../../lib/cli/main.ts'), '--root', root, 'container', 'prune'].join(' ');
+      const result = spawnSync('script', ['-qec', command, '/dev/null'], { input: `${answer}\n` });
+      expect(result.status, result.stderr.toString()).to.equal(0);
+      return result.stdout.toString();
+    };
+    const declined = onTerminal('n');
+    expect(declined).to.include('WARNING! This will remove all containers that are not mounted.\r\nAre you sure you want to continue? [y/N]');
+    expect(declined).to.not.include('Total reclaimed space');
+    expect(store.containers.get(id)).to.not.equal(undefined);
+    expect(onTerminal('y')).to.include(`Deleted Containers:\r\n${id}\r\n\r\nTotal reclaimed space: 10B`);
+    expect(store.containers.get(id)).to.equal(undefined);
   });
 });
