@@ -3,6 +3,8 @@ export { Store, DEFAULT_ROOT, DEFAULT_DRIVER, type StoreOptions } from './store/
 export type { Layer, ImportOptions, ImportResult } from './store/layers.js';
 export type { Container, ContainerOptions, ContainerSize } from './store/containers.js';
 export { StoreError, type StoreErrorCode } from './store/errors.js';
+export { diskUsage, type DiskUsage, type UsageCategory, type ImageUsage, type ContainerUsage, type VolumeUsage, type BuildCacheUsage } from './store/usage.js';
+export { pruneContainers, pruneImages, pruneSystem, type PruneFilters, type ContainerPruneResult, type ImagePruneResult, type SystemPruneResult } from './store/prune.js';
 export { chainId, isDigest, parseDigest, sha256, shortId, type Digest } from './store/digest.js';
 export { applyLayerArchive, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './archive/apply.js';
 export { exportLayerArchive } from './archive/export.js';

@@ -84,8 +84,10 @@ export interface StorageDriver {
    */
   adoptWritable(cacheId: string, layerCacheId: string): Promise<{ from: string; to: string } | null>;
   /**
-   * Bytes the container's own changes take, where the filesystem keeps that
-   * count (btrfs qgroups), so sizing needs no tree walk; undefined otherwise.
+   * Bytes the container's own changes take, where the driver has a cheap
+   * count: the filesystem's (btrfs qgroups), or a walk of only the changes
+   * (overlay's upper directory); undefined where only a diff against the
+   * layers can tell.
    */
   writableUsage?(cacheId: string): Promise<number>;
   /**

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { probeOverlayFeatures } from '../native/overlay.js';
 import { StoreError } from '../store/errors.js';
 import { refuseSizeLimit } from './size-limit.js';
+import { directorySize } from '../system/directory-size.js';
 import { probeBackingFilesystem } from '../system/probes.js';
 import { hasXattr, redirectOf, upperChanges, type Change } from '../archive/changes.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
@@ -94,6 +95,11 @@ export class Overlay2Driver implements StorageDriver {
     const lowers = [this.writable(cacheId).upper, ...chain.map((id) => this.layerDir(id))];
     const redirectDir = options.redirectDir || options.metacopy ? 'follow' : 'off';
     return { type: 'overlay', lowers, redirectDir, ...(options.metacopy && { metacopy: true }) };
+  }
+
+  /** Docker's overlay2 DiffSize: the upper directory holds exactly the changes. */
+  async writableUsage(cacheId: string): Promise<number> {
+    return directorySize(this.writable(cacheId).upper);
   }
 
   changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]> {

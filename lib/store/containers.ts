@@ -16,11 +16,11 @@ import { attachMounts, createMountTargets, detachMounts, type ContainerMount } f
 import { prepareMounts } from '../mounts/prepare.js';
 import type { MountSpec } from '../mounts/spec.js';
 import { unmount } from '../native/mount.js';
-import { isMountPoint, processesUsing } from '../system/mountinfo.js';
+import { isMountPoint, mountPoints, processesUsing } from '../system/mountinfo.js';
 import { relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
-import type { ImportResult, LayerStore } from './layers.js';
+import type { ImportResult, Layer, LayerStore } from './layers.js';
 import { beginStaging, discardStaged, endStaging } from './staging.js';
 import type { VolumeStore } from './volumes.js';
 
@@ -35,6 +35,8 @@ export interface CreateOptions extends ContainerOptions {
   owner?: string;
   /** Allow bind mounts of sensitive host paths (/, /etc, the store root, runtime sockets...). */
   allowSensitiveBinds?: boolean;
+  /** Metadata, key to value, as docker's --label (prune filters on it). */
+  labels?: Record<string, string>;
 }
 
 export interface Container {
@@ -49,6 +51,14 @@ export interface Container {
   mounts: number;
   created: string;
   owner: string | null;
+  labels: Record<string, string>;
+  /**
+   * Bytes of its writable layer (docker's SizeRw) as last measured: at create,
+   * at its last unmount (where the driver counts it cheaply), at commit.
+   * Current while it is not mounted; null when not known (see
+   * ContainerStore.writableSize).
+   */
+  sizeRw: number | null;
 }
 
 export interface ContainerSize {
@@ -68,6 +78,8 @@ interface ContainerRow {
   mounts: number;
   created: string;
   owner: string | null;
+  labels: string;
+  size_rw: number | null;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -83,6 +95,8 @@ function toContainer(row: ContainerRow): Container {
     mounts: row.mounts,
     created: row.created,
     owner: row.owner,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    sizeRw: row.size_rw,
   };
 }
 
@@ -98,7 +112,7 @@ export class ContainerStore {
   ) {}
 
   async create(layer: Digest, options: CreateOptions = {}): Promise<Container> {
-    const { name, mounts: specs = [], owner, allowSensitiveBinds, ...mountOptions } = options;
+    const { name, mounts: specs = [], owner, allowSensitiveBinds, labels = {}, ...mountOptions } = options;
     if (name !== undefined && !NAME.test(name)) {
       throw new StoreError('ERR_INVALID_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
@@ -120,8 +134,11 @@ export class ContainerStore {
         }
         this.layers.retainInTransaction(parseDigest(layer, 'layer id'));
         this.db
-          .prepare('INSERT INTO containers (id, name, layer, cache_id, driver, options, created, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null);
+          .prepare(
+            `INSERT INTO containers (id, name, layer, cache_id, driver, options, created, owner, labels, size_rw)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+          )
+          .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null, JSON.stringify(labels));
         const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume, allow_sensitive) VALUES (?, ?, ?, ?, ?)');
         prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume, Number(mount.allowSensitive)));
         endStaging(this.db, path);
@@ -191,7 +208,8 @@ export class ContainerStore {
         throw error;
       }
     }
-    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1 WHERE id = ?').run(container.id));
+    // Its size is unknown until the last unmount measures it: a crash before then leaves it so.
+    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1, size_rw = NULL WHERE id = ?').run(container.id));
     return layout.merged;
   }
 
@@ -202,7 +220,14 @@ export class ContainerStore {
       this.db.prepare('UPDATE containers SET mounts = max(mounts - 1, 0) WHERE id = ?').run(container.id);
       return this.get(container.id)!.mounts;
     });
-    if (remaining === 0) await this.unmountRootfs(container, false);
+    if (remaining === 0) {
+      await this.unmountRootfs(container, false);
+      // Its writable layer cannot change until the next mount: record its size
+      // now where the driver counts it cheaply; elsewhere (a diff against the
+      // layers) mark it unknown, and the next df measures and records it.
+      const size = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : null;
+      relaxed(this.db, () => this.db.prepare('UPDATE containers SET size_rw = ? WHERE id = ? AND mounts = 0').run(size, container.id));
+    }
   }
 
   async changes(reference: string): Promise<Change[]> {
@@ -253,7 +278,8 @@ export class ContainerStore {
         // The container now sits on the layer holding its changes.
         this.layers.retainInTransaction(result.layer.chainId);
         this.layers.releaseInTransaction(container.layer); // still held by the new layer
-        this.db.prepare('UPDATE containers SET layer = ? WHERE id = ?').run(result.layer.chainId, container.id);
+        // Its changes are the layer's now: its own writable layer is empty.
+        this.db.prepare('UPDATE containers SET layer = ?, size_rw = 0 WHERE id = ?').run(result.layer.chainId, container.id);
         if (move && !result.existed) this.db.prepare('INSERT INTO adoptions (from_path, to_path) VALUES (?, ?)').run(move.from, move.to);
         return result;
       });
@@ -294,12 +320,32 @@ export class ContainerStore {
    */
   async size(reference: string): Promise<ContainerSize> {
     const container = this.resolve(reference);
-    const sizeRw = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : await this.changedBytes(container);
+    const sizeRw = await this.measureWritable(container);
     let layers = 0;
     for (let layer = this.layers.get(container.layer); layer; layer = layer.parent ? this.layers.get(layer.parent) : undefined) {
       layers += layer.size;
     }
     return { sizeRw, sizeRootFs: sizeRw + layers };
+  }
+
+  /**
+   * The size of the container's writable layer: the recorded one when it is
+   * current (not mounted, known), else measured now; an unmounted
+   * container's unknown size is recorded once measured.
+   */
+  async writableSize(container: Container): Promise<number> {
+    if (container.mounts === 0 && container.sizeRw !== null) return container.sizeRw;
+    const size = await this.measureWritable(container);
+    if (container.mounts === 0) {
+      relaxed(this.db, () =>
+        this.db.prepare('UPDATE containers SET size_rw = ? WHERE id = ? AND mounts = 0 AND size_rw IS NULL').run(size, container.id),
+      );
+    }
+    return size;
+  }
+
+  private measureWritable(container: Container): Promise<number> {
+    return this.driver.writableUsage ? this.driver.writableUsage(container.cacheId) : this.changedBytes(container);
   }
 
   private changedBytes(container: Container): Promise<number> {
@@ -322,8 +368,9 @@ export class ContainerStore {
    * Destroys the container's writable layer and drops its reference on the
    * layer below. A mounted container is unmounted first; if its mount is busy
    * the error says which processes hold it, unless `force` detaches it lazily.
+   * Returns the layers this left unused, which were removed with it.
    */
-  async remove(reference: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+  async remove(reference: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<Layer[]> {
     const container = this.resolve(reference);
     await this.unmountRootfs(container, options.force ?? false);
     const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
@@ -343,6 +390,7 @@ export class ContainerStore {
         });
       }
     }
+    return doomed;
   }
 
   /**
@@ -357,16 +405,19 @@ export class ContainerStore {
       await this.completeAdoption(from, to);
       repaired.push(`finished moving ${from} into its layer after an interrupted commit`);
     }
+    // The mount table read once, not once per container: every open runs this.
+    const mounted = new Set(mountPoints());
     for (const container of this.list()) {
       const layout = this.layout(container);
       const view = this.viewPath(container);
-      if (isMountPoint(view)) {
+      if (mounted.has(view)) {
         await unmount(view, ['detach']);
         repaired.push(`container ${shortId(container.id)}: unmounted a view left by an interrupted diff or commit`);
       }
-      if (isMountPoint(layout.merged)) continue;
+      if (mounted.has(layout.merged)) continue;
       if (container.mounts > 0) {
-        this.db.prepare('UPDATE containers SET mounts = 0 WHERE id = ?').run(container.id);
+        // What it wrote while mounted was never measured.
+        this.db.prepare('UPDATE containers SET mounts = 0, size_rw = NULL WHERE id = ?').run(container.id);
         repaired.push(`container ${shortId(container.id)}: reset a stale mount count`);
       }
       const marker = volatileMarker(layout);
@@ -374,6 +425,7 @@ export class ContainerStore {
         await rm(layout.upper, { recursive: true, force: true });
         await rm(layout.work!, { recursive: true, force: true });
         await mkdir(layout.upper, { mode: 0o755 });
+        this.db.prepare('UPDATE containers SET size_rw = 0 WHERE id = ?').run(container.id);
         repaired.push(`container ${shortId(container.id)}: discarded its volatile writable layer after an unclean shutdown`);
       }
     }

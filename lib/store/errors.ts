@@ -25,7 +25,8 @@ export type StoreErrorCode =
   | 'ERR_IMAGE_AMBIGUOUS'
   | 'ERR_IMAGE_IN_USE'
   | 'ERR_INVALID_REFERENCE'
-  | 'ERR_IMAGE_INVALID';
+  | 'ERR_IMAGE_INVALID'
+  | 'ERR_INVALID_FILTER';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

@@ -53,6 +53,17 @@ interface ImageRow {
   added: string;
 }
 
+/** (image, value) rows as a map from image to its values, in row order. */
+function groupByImage(rows: ReadonlyArray<[Digest, string]>): Map<Digest, string[]> {
+  const groups = new Map<Digest, string[]>();
+  for (const [image, value] of rows) {
+    const group = groups.get(image);
+    if (group) group.push(value);
+    else groups.set(image, [value]);
+  }
+  return groups;
+}
+
 /** The ChainIDs of a config's layers, bottom first. */
 export function chainIdsOf(config: ImageConfig): Digest[] {
   const chain: Digest[] = [];
@@ -73,7 +84,12 @@ export class ImageStore {
 
   list(options: { dangling?: boolean } = {}): Image[] {
     const rows = this.db.prepare('SELECT * FROM images ORDER BY created DESC, id').all() as ImageRow[];
-    const images = rows.map((row) => this.toImage(row));
+    // Tags and manifests of all images in one query each, not two per image.
+    const tags = groupByImage(this.db.prepare('SELECT image, name FROM image_tags ORDER BY name').raw().all() as Array<[Digest, string]>);
+    const manifests = groupByImage(
+      this.db.prepare('SELECT image, digest FROM image_manifests ORDER BY digest').raw().all() as Array<[Digest, string]>,
+    );
+    const images = rows.map((row) => this.toImage(row, tags.get(row.id) ?? [], manifests.get(row.id) ?? []));
     return options.dangling === undefined ? images : images.filter((image) => (image.tags.length === 0) === options.dangling);
   }
 
@@ -246,13 +262,11 @@ export class ImageStore {
     return previous !== undefined && previous.image !== image;
   }
 
-  private toImage(row: ImageRow): Image {
-    const tags = (this.db.prepare('SELECT name FROM image_tags WHERE image = ? ORDER BY name').all(row.id) as Array<{ name: string }>).map(
-      (t) => t.name,
-    );
-    const manifests = (this.db.prepare('SELECT digest FROM image_manifests WHERE image = ? ORDER BY digest').all(row.id) as Array<{ digest: string }>).map(
-      (m) => m.digest,
-    );
+  private toImage(
+    row: ImageRow,
+    tags = this.db.prepare('SELECT name FROM image_tags WHERE image = ? ORDER BY name').pluck().all(row.id) as string[],
+    manifests = this.db.prepare('SELECT digest FROM image_manifests WHERE image = ? ORDER BY digest').pluck().all(row.id) as string[],
+  ): Image {
     const repositories = [...new Set(tags.map((tag) => tag.slice(0, tag.lastIndexOf(':'))))];
     return {
       id: row.id,

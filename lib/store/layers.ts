@@ -202,6 +202,35 @@ export class LayerStore {
     return layer.parent ? [layer, ...this.releaseInTransaction(layer.parent)] : [layer];
   }
 
+  /**
+   * Every layer's size with its parents' (docker's image Size, when the layer
+   * is an image's top), from one query: a listing of thousands of layers or
+   * images does not look each chain up.
+   */
+  chainSizes(): Map<Digest, number> {
+    const rows = this.db.prepare('SELECT chain_id, parent, content_size FROM layers').raw().all() as Array<[Digest, Digest | null, number]>;
+    const own = new Map(rows.map(([chainId, parent, size]) => [chainId, { parent, size }]));
+    const sizes = new Map<Digest, number>();
+    for (const [chainId] of rows) {
+      // Up to the first layer already summed, then back down adding each one.
+      const pending: Digest[] = [];
+      let below = 0;
+      for (let id: Digest | null = chainId; id !== null; id = own.get(id)?.parent ?? null) {
+        const known = sizes.get(id);
+        if (known !== undefined) {
+          below = known;
+          break;
+        }
+        pending.push(id);
+      }
+      for (const id of pending.reverse()) {
+        below += own.get(id)!.size;
+        sizes.set(id, below);
+      }
+    }
+    return sizes;
+  }
+
   /** The cache ids of a layer chain, top-most first, as overlay stacks them. */
   chainCacheIds(chainId: Digest): string[] {
     const ids: string[] = [];

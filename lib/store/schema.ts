@@ -137,4 +137,15 @@ export const migrations: readonly string[] = [
   -- checked again when the container is mounted, as it may have changed.
   ALTER TABLE container_mounts ADD COLUMN allow_sensitive INTEGER NOT NULL DEFAULT 0;
   `,
+  `
+  -- Disk usage kept as counters so \`system df\` reads them instead of walking
+  -- trees: a container's writable layer changes only while it is mounted, so
+  -- its size (docker's SizeRw) is measured at create (0), at its last unmount
+  -- and at commit. NULL: not known (a container from before this migration,
+  -- one mounted when a process crashed, or one unmounted on a driver that can
+  -- size it only by a diff against its layers); the next df measures it.
+  ALTER TABLE containers ADD COLUMN size_rw INTEGER;
+  -- Container labels (key to value, JSON), for prune's label filters.
+  ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  `,
 ];

@@ -2,13 +2,14 @@
 // which survives every container that uses it. A volume with driver options
 // (type, device, o) has that filesystem mounted on _data while in use.
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { attachLoop } from '../native/loop.js';
 import { mount, unmount, type MountFlag } from '../native/mount.js';
 import { checkBindSource } from '../mounts/safety.js';
 import { MountSpecError, validateVolumeName } from '../mounts/spec.js';
+import { directorySize } from '../system/directory-size.js';
 import { isMountPoint } from '../system/mountinfo.js';
 import { transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
@@ -83,7 +84,8 @@ function isBindOption(o: string | undefined): boolean {
   return (o ?? '').split(',').some((word) => word === 'bind' || word === 'rbind');
 }
 
-const labelMatches = (labels: Record<string, string>, filter: string) => {
+/** Whether labels match a filter: "key" (present) or "key=value". */
+export const labelMatches = (labels: Record<string, string>, filter: string) => {
   const eq = filter.indexOf('=');
   return eq < 0 ? filter in labels : labels[filter.slice(0, eq)] === filter.slice(eq + 1);
 };
@@ -227,21 +229,7 @@ export class VolumeStore {
 
   /** Bytes of file content under the data directory, hard links counted once (Docker's directory.Size). */
   size(name: string): number {
-    const seen = new Set<number>();
-    let total = 0;
-    const walk = (dir: string) => {
-      for (const entry of readdirSync(dir)) {
-        const path = join(dir, entry);
-        const stat = lstatSync(path);
-        if (stat.isDirectory()) walk(path);
-        else if (!seen.has(stat.ino)) {
-          seen.add(stat.ino);
-          total += stat.size;
-        }
-      }
-    };
-    walk(this.resolve(name).mountpoint);
-    return total;
+    return directorySize(this.resolve(name).mountpoint);
   }
 
   /**

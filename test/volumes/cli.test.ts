@@ -55,9 +55,12 @@ describe('strata volume', function () {
     expect(web!.CreatedAt).to.match(/^\d{4}-\d\d-\d\dT/);
     expect(tmp).to.deep.include({ Options: { type: 'tmpfs', device: 'tmpfs', o: 'size=1m' } });
 
-    expect(cli('volume', 'prune').stdout).to.equal(`Deleted Volumes:\n${anonymous}\n\nTotal reclaimed space: 0B\n`);
-    expect(cli('volume', 'prune', '--all', '--filter', 'label!=keep').stdout).to.equal('Total reclaimed space: 0B\n');
-    expect(cli('volume', 'prune', '-a').stdout).to.equal('Deleted Volumes:\nweb\n\nTotal reclaimed space: 13B\n');
+    const unconfirmed = cli('volume', 'prune');
+    expect(unconfirmed).to.include({ code: 2, stdout: '' });
+    expect(unconfirmed.stderr).to.match(/^Error: refusing to prune without confirmation: standard input is not a terminal; use -f\/--force\n$/);
+    expect(cli('volume', 'prune', '-f').stdout).to.equal(`Deleted Volumes:\n${anonymous}\n\nTotal reclaimed space: 0B\n`);
+    expect(cli('volume', 'prune', '-f', '--all', '--filter', 'label!=keep').stdout).to.equal('Total reclaimed space: 0B\n');
+    expect(cli('volume', 'prune', '-fa').stdout).to.equal('Deleted Volumes:\nweb\n\nTotal reclaimed space: 13B\n');
     expect(cli('volume', 'rm', 'tmp')).to.include({ code: 0, stdout: 'tmp\n' });
     expect(cli('volume', 'ls', '-q').stdout).to.equal('');
   });
@@ -71,7 +74,7 @@ describe('strata volume', function () {
       expect(result.stderr).to.equal(`Error: remove db: volume is in use - [${id}]\n`);
     }
     expect(cli('volume', 'ls', '-q', '-f', 'dangling=false').stdout.split('\n').filter(Boolean)).to.have.length(2);
-    expect(cli('volume', 'prune', '-a').stdout).to.equal('Total reclaimed space: 0B\n');
+    expect(cli('volume', 'prune', '-fa').stdout).to.equal('Total reclaimed space: 0B\n');
     expect(cli('container', 'rm', '-v', id).code).to.equal(0);
     expect(cli('volume', 'ls', '-q').stdout).to.equal('db\n');
     expect(cli('volume', 'rm', 'db', 'missing').stderr).to.equal('Error: get missing: no such volume\n');

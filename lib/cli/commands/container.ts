@@ -3,18 +3,32 @@ import type { Command } from 'commander';
 import { shortId } from '../../store/digest.js';
 import type { Container, ContainerSize, ContainerStore } from '../../store/containers.js';
 import { transaction } from '../../store/database.js';
+import { pruneContainers } from '../../store/prune.js';
 import { resolveRoot } from '../../run/image.js';
 import { withStore } from '../context.js';
 import { addMountFlags, mountSpecs, type MountFlags } from './run.js';
 import { formatSize, parseFormat, parseSize, printList, UsageError, type Column } from '../output.js';
+import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
 
 interface CreateOptions extends MountFlags {
   name?: string;
+  label: string[];
   volatile?: boolean;
   readOnly?: boolean;
   metacopy?: boolean;
   redirectDir?: boolean;
   storageOpt: string[];
+}
+
+/** docker's --label: key=value, or a bare key with an empty value. */
+function labels(values: readonly string[]): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    if (eq === 0) throw new UsageError(`invalid argument "${value}" for "--label" flag: expected key=value`);
+    map[eq < 0 ? value : value.slice(0, eq)] = eq < 0 ? '' : value.slice(eq + 1);
+  }
+  return map;
 }
 
 /** docker's --storage-opt: only size=SIZE is known. */
@@ -35,6 +49,7 @@ function describe(containers: ContainerStore, container: Container, size?: Conta
     Id: container.id,
     Name: container.name,
     Created: container.created,
+    Config: { Labels: container.labels },
     Layer: container.layer,
     Mounts: container.mounts,
     Options: container.options,
@@ -61,6 +76,7 @@ export function registerContainer(program: Command): void {
     .description("Create a writable container layer on an image's layers (or a layer) and print its id")
     .argument('<image-or-layer>', 'an image (tag, id or unique id prefix), else a layer ChainID (or unique prefix)')
     .option('--name <name>', 'a name for the container')
+    .option('-l, --label <label>', 'set metadata, key=value (repeatable)', collect, [])
     .option('--volatile', 'mount without syncs; after a crash the writable layer is discarded')
     .option('--read-only', 'mount the root filesystem read-only')
     .option('--metacopy', 'copy up only metadata on metadata changes (overlay metacopy=on)')
@@ -72,6 +88,7 @@ export function registerContainer(program: Command): void {
         const root = resolveRoot(store, layer);
         const created = await store.containers.create(root.layer, {
           ...(options.name !== undefined && { name: options.name }),
+          labels: labels(options.label),
           ...(options.volatile && { volatile: true }),
           ...(options.readOnly && { readOnly: true }),
           ...(options.metacopy && { metacopy: true }),
@@ -190,6 +207,21 @@ export function registerContainer(program: Command): void {
           await store.containers.remove(id, { ...(options.force && { force: true }), ...(options.volumes && { volumes: true }) });
           process.stdout.write(`${ref}\n`);
         }
+      });
+    });
+
+  container
+    .command('prune')
+    .description('Remove all containers that are not mounted')
+    .option('--filter <filter>', 'until=<timestamp|duration>, label=key[=value], label!=key[=value] (repeatable)', collect, [])
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (options: { filter: string[]; force?: boolean }, command: Command) => {
+      const filters = pruneFilters(options.filter, ['until', 'label', 'label!']);
+      if (!(await confirmPrune('WARNING! This will remove all containers that are not mounted.', options.force))) return;
+      await withStore(command, async (store) => {
+        const result = await pruneContainers(store, filters);
+        printDeleted(process.stdout, 'Deleted Containers', result.deleted);
+        printReclaimed(process.stdout, result.spaceReclaimed);
       });
     });
 }

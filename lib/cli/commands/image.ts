@@ -11,9 +11,11 @@ import { rootfsArchive } from '../../images/rootfs.js';
 import { saveImages, type SaveFormat } from '../../images/save.js';
 import { shortId } from '../../store/digest.js';
 import type { Image } from '../../store/images.js';
+import { pruneImages, type ImagePruneResult } from '../../store/prune.js';
 import type { Store } from '../../store/store.js';
 import { progressLine, withStore } from '../context.js';
 import { formatSize, parseFormat, printList, UsageError, type Column } from '../output.js';
+import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
 
 /** "3 days ago", with the thresholds docker's tables use (go-units HumanDuration). */
 export function timeAgo(iso: string, now = Date.now()): string {
@@ -34,6 +36,11 @@ export function timeAgo(iso: string, now = Date.now()): string {
   else if (hours < 24 * 365 * 2) text = `${Math.floor(hours / 24 / 30)} months`;
   else text = `${Math.floor(hours / 24 / 365)} years`;
   return `${text} ago`;
+}
+
+/** docker's "untagged: ..." and "deleted: ..." lines of an image prune. */
+export function imagePruneLines(result: ImagePruneResult): string[] {
+  return result.deleted.map((entry) => ('untagged' in entry ? `untagged: ${entry.untagged}` : `deleted: ${entry.deleted}`));
 }
 
 /** What `image inspect` shows, in docker's shape. */
@@ -96,12 +103,14 @@ function addList(command: Command): void {
       await withStore(command, (store) => {
         const id = (digest: string) => (options.trunc ? shortId(digest) : digest);
         const rows = imageRows(store.images.list(dangling === undefined ? {} : { dangling }));
+        const chainSizes = store.layers.chainSizes();
+        const sizeOf = (image: Image) => (image.topLayer ? (chainSizes.get(image.topLayer) ?? 0) : 0);
         const columns: Column<(typeof rows)[number]>[] = [
           { header: 'REPOSITORY', value: (r) => r.repository },
           { header: 'TAG', value: (r) => r.tag },
           { header: 'IMAGE ID', value: (r) => id(r.image.id) },
           { header: 'CREATED', value: (r) => timeAgo(r.image.created) },
-          { header: 'SIZE', value: (r) => formatSize(store.images.size(r.image)) },
+          { header: 'SIZE', value: (r) => formatSize(sizeOf(r.image)) },
         ];
         const quietRows = options.quiet ? [...new Map(rows.map((r) => [r.image.id, r])).values()] : rows;
         printList(process.stdout, quietRows, {
@@ -114,7 +123,7 @@ function addList(command: Command): void {
             Tag: r.tag,
             ID: r.image.id,
             CreatedAt: r.image.created,
-            Size: store.images.size(r.image),
+            Size: sizeOf(r.image),
           }),
         });
       });
@@ -205,6 +214,25 @@ function registerImageCommands(group: Command): void {
           for (const id of result.deleted) process.stdout.write(`Deleted: ${id}\n`);
           for (const layer of result.doomedLayers) process.stdout.write(`Deleted: ${layer.chainId}\n`);
         }
+      });
+    });
+
+  group
+    .command('prune')
+    .description('Remove dangling images no container was made from (with -a, all such images)')
+    .option('-a, --all', 'remove all images no container was made from, not only dangling ones')
+    .option('--filter <filter>', 'until=<timestamp|duration>, label=key[=value], label!=key[=value] (repeatable)', collect, [])
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (options: { all?: boolean; filter: string[]; force?: boolean }, command: Command) => {
+      const filters = pruneFilters(options.filter, ['until', 'label', 'label!']);
+      const warning = options.all
+        ? 'WARNING! This will remove all images without at least one container associated to them.'
+        : 'WARNING! This will remove all dangling images.';
+      if (!(await confirmPrune(warning, options.force))) return;
+      await withStore(command, async (store) => {
+        const result = await pruneImages(store, { ...(options.all && { all: true }), filters });
+        printDeleted(process.stdout, 'Deleted Images', imagePruneLines(result));
+        printReclaimed(process.stdout, result.spaceReclaimed);
       });
     });
 

@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import type { Store } from '../../store/store.js';
 import type { Volume, VolumeFilters } from '../../store/volumes.js';
 import { withStore } from '../context.js';
-import { formatSize, parseFormat, printList, UsageError } from '../output.js';
+import { parseFormat, printList, UsageError } from '../output.js';
+import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
 
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** "key=value" flags (--label, --opt) into a map; a bare key has an empty value. */
 function pairs(values: readonly string[], flag: string, requireValue: boolean): Record<string, string> {
@@ -147,19 +147,17 @@ export function registerVolume(program: Command): void {
     .description('Remove unused anonymous volumes (with --all, unused named ones too)')
     .option('-a, --all', 'remove unused named volumes too')
     .option('--filter <filter>', 'label=key[=value] or label!=key[=value] (repeatable)', collect, [])
-    .option('-f, --force', 'do not prompt (strata never prompts)')
-    .action(async (options: { all?: boolean; filter: string[] }, command: Command) => {
-      const label: string[] = [];
-      const labelNot: string[] = [];
-      for (const filter of options.filter) {
-        if (filter.startsWith('label!=')) labelNot.push(filter.slice('label!='.length));
-        else if (filter.startsWith('label=')) label.push(filter.slice('label='.length));
-        else throw new UsageError(`invalid filter '${filter.split('=')[0]}': prune takes label and label!`);
-      }
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (options: { all?: boolean; filter: string[]; force?: boolean }, command: Command) => {
+      const filters = pruneFilters(options.filter, ['label', 'label!']);
+      const warning = options.all
+        ? 'WARNING! This will remove all local volumes not used by at least one container.'
+        : 'WARNING! This will remove anonymous local volumes not used by at least one container.';
+      if (!(await confirmPrune(warning, options.force))) return;
       await withStore(command, async (store) => {
-        const result = await store.volumes.prune({ ...(options.all && { all: true }), label, labelNot });
-        if (result.deleted.length > 0) process.stdout.write(`Deleted Volumes:\n${result.deleted.map((n) => `${n}\n`).join('')}\n`);
-        process.stdout.write(`Total reclaimed space: ${formatSize(result.spaceReclaimed)}\n`);
+        const result = await store.volumes.prune({ ...(options.all && { all: true }), ...filters });
+        printDeleted(process.stdout, 'Deleted Volumes', result.deleted);
+        printReclaimed(process.stdout, result.spaceReclaimed);
       });
     });
 }
