@@ -35,6 +35,12 @@ export interface CreateOptions extends ContainerOptions {
   owner?: string;
   /** Allow bind mounts of sensitive host paths (/, /etc, the store root, runtime sockets...). */
   allowSensitiveBinds?: boolean;
+  /**
+   * The image the container is made from, recorded in the transaction that
+   * creates it, so a concurrent removal of the image either sees the
+   * container or makes this create fail.
+   */
+  image?: Digest;
 }
 
 export interface Container {
@@ -98,7 +104,7 @@ export class ContainerStore {
   ) {}
 
   async create(layer: Digest, options: CreateOptions = {}): Promise<Container> {
-    const { name, mounts: specs = [], owner, allowSensitiveBinds, ...mountOptions } = options;
+    const { name, mounts: specs = [], owner, allowSensitiveBinds, image, ...mountOptions } = options;
     if (name !== undefined && !NAME.test(name)) {
       throw new StoreError('ERR_INVALID_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
@@ -124,6 +130,12 @@ export class ContainerStore {
           .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null);
         const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume) VALUES (?, ?, ?, ?)');
         prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume));
+        if (image !== undefined) {
+          if (!this.db.prepare('SELECT 1 FROM images WHERE id = ?').get(image)) {
+            throw new StoreError('ERR_IMAGE_UNKNOWN', `image ${shortId(image)} was removed while the container was being created`);
+          }
+          this.db.prepare('INSERT INTO container_images (container, image) VALUES (?, ?)').run(id, image);
+        }
         endStaging(this.db, path);
       });
     } catch (error) {
@@ -250,6 +262,7 @@ export class ContainerStore {
     try {
       const move = await this.driver.adoptWritable(container.cacheId, cacheId);
       const registered = transaction(this.db, () => {
+        this.requireUnchanged(container);
         const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, true);
         // The container now sits on the layer holding its changes.
         this.layers.retainInTransaction(result.layer.chainId);
@@ -330,6 +343,7 @@ export class ContainerStore {
     const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
     const path = this.driver.layerPath(container.cacheId);
     const doomed = transaction(this.db, () => {
+      this.requireUnchanged(container);
       this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
       beginStaging(this.db, path);
       return this.layers.releaseInTransaction(container.layer);
@@ -343,6 +357,15 @@ export class ContainerStore {
           if ((error as StoreError).code !== 'ERR_VOLUME_IN_USE') throw error;
         });
       }
+    }
+  }
+
+  /** Inside a transaction: fails if another process removed the container, or committed it, since it was read. */
+  private requireUnchanged(container: Container): void {
+    const row = this.db.prepare('SELECT layer FROM containers WHERE id = ?').get(container.id) as { layer: Digest } | undefined;
+    if (!row) throw new StoreError('ERR_CONTAINER_UNKNOWN', `container ${shortId(container.id)} was removed by another process`);
+    if (row.layer !== container.layer) {
+      throw new StoreError('ERR_CONTAINER_BUSY', `container ${shortId(container.id)} was committed by another process meanwhile: try again`);
     }
   }
 

@@ -132,4 +132,25 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX container_images_image ON container_images(image);
   `,
+  `
+  -- Processes that have the store open (pid and start time, as staging
+  -- keeps them): a row whose process is gone marks an unclean shutdown,
+  -- and the next open checks and repairs the store.
+  CREATE TABLE sessions (
+    id        INTEGER PRIMARY KEY,
+    pid       INTEGER NOT NULL,
+    pid_start TEXT NOT NULL,
+    opened    TEXT NOT NULL
+  );
+  -- References a process holds on a layer while its work is under way (an
+  -- image import between a layer and its image row). Counted in refs; the
+  -- holds of a dead process are released by the next open.
+  CREATE TABLE layer_holds (
+    id        INTEGER PRIMARY KEY,
+    layer     TEXT NOT NULL REFERENCES layers(chain_id),
+    pid       INTEGER NOT NULL,
+    pid_start TEXT NOT NULL
+  );
+  CREATE INDEX layer_holds_layer ON layer_holds(layer);
+  `,
 ];

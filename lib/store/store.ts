@@ -14,8 +14,10 @@ import { nearestExisting } from '../system/probes.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
+import { checkStore, describeFinding } from './fsck.js';
 import { ImageStore } from './images.js';
 import { LayerStore } from './layers.js';
+import { closeSession, endDeadSessions, openSession } from './sessions.js';
 import { recoverStaging } from './staging.js';
 import { VolumeStore } from './volumes.js';
 
@@ -100,6 +102,8 @@ export class Store {
     readonly recovered: string[],
     /** What the driver found at start-up, as `docker info` lists it. */
     readonly driverStatus: DriverStatus,
+    /** This process's row in the sessions table, deleted on close. */
+    private readonly session: number,
   ) {
     this.layers = new LayerStore(db, driver);
     this.volumes = new VolumeStore(db, root);
@@ -122,11 +126,14 @@ export class Store {
       }
       const { driver, status } = await startDriver(root, pinnedDriver(db, requested), { db, options: options.driverOptions ?? parseStorageOpts(process.env.STRATA_STORAGE_OPTS) });
       recordDriver(db, driver.name);
+      // A process that had the store open and is gone ended without closing it.
+      const unclean = endDeadSessions(db) > 0;
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
-      const store = new Store(root, driver, db, recovered, status);
+      const store = new Store(root, driver, db, recovered, status, openSession(db));
       recovered.push(...(await store.containers.recover()));
       const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));
       recovered.push(...(await store.volumes.recover(mounted)));
+      if (unclean) recovered.push(...(await checkStore(store, { repair: true, quick: true })).map((finding) => `fsck: ${describeFinding(finding)}`));
       return store;
     } catch (error) {
       db.close();
@@ -136,6 +143,8 @@ export class Store {
 
   /** Closes the metadata; what the driver keeps in the kernel (mounts, devices) stays for the next open. */
   close(): void {
+    if (!this.db.open) return;
+    closeSession(this.db, this.session);
     this.db.close();
   }
 
@@ -148,7 +157,7 @@ export class Store {
     try {
       await this.driver.release?.();
     } finally {
-      this.db.close();
+      this.close();
     }
   }
 }
