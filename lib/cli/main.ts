@@ -8,6 +8,7 @@ import { registerImage } from './commands/image.js';
 import { registerInfo } from './commands/info.js';
 import { registerLayer } from './commands/layer.js';
 import { registerRun } from './commands/run.js';
+import { registerSystem } from './commands/system.js';
 import { registerVolume } from './commands/volume.js';
 import { UsageError } from './output.js';
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerVolume(program);
   registerRun(program);
   registerImage(program);
+  registerSystem(program);
   return program;
 }
 
