@@ -118,9 +118,17 @@ export class ContainerStore {
       await prepared.rollback();
       throw error;
     }
+    // Checked before and inside the transaction: another process may remove the image meanwhile.
+    const requireImage = () => {
+      if (image !== undefined && !this.db.prepare('SELECT 1 FROM images WHERE id = ?').get(image)) {
+        throw new StoreError('ERR_IMAGE_UNKNOWN', `image ${shortId(image)} was removed while the container was being created`);
+      }
+    };
     try {
+      requireImage();
       await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId, mountOptions);
       transaction(this.db, () => {
+        requireImage();
         if (name !== undefined && this.db.prepare('SELECT 1 FROM containers WHERE name = ?').get(name)) {
           throw new StoreError('ERR_NAME_IN_USE', `the container name "${name}" is already in use`);
         }
@@ -130,12 +138,7 @@ export class ContainerStore {
           .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null);
         const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume) VALUES (?, ?, ?, ?)');
         prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume));
-        if (image !== undefined) {
-          if (!this.db.prepare('SELECT 1 FROM images WHERE id = ?').get(image)) {
-            throw new StoreError('ERR_IMAGE_UNKNOWN', `image ${shortId(image)} was removed while the container was being created`);
-          }
-          this.db.prepare('INSERT INTO container_images (container, image) VALUES (?, ?)').run(id, image);
-        }
+        if (image !== undefined) this.db.prepare('INSERT INTO container_images (container, image) VALUES (?, ?)').run(id, image);
         endStaging(this.db, path);
       });
     } catch (error) {

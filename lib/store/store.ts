@@ -17,7 +17,7 @@ import { ContainerStore } from './containers.js';
 import { checkStore, describeFinding } from './fsck.js';
 import { ImageStore } from './images.js';
 import { LayerStore } from './layers.js';
-import { closeSession, endDeadSessions, openSession } from './sessions.js';
+import { closeSession, endDeadSessions, openSession, othersLive } from './sessions.js';
 import { recoverStaging } from './staging.js';
 import { VolumeStore } from './volumes.js';
 
@@ -129,10 +129,14 @@ export class Store {
       // A process that had the store open and is gone ended without closing it.
       const unclean = endDeadSessions(db) > 0;
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
+      // Those repairs would break the work of another process under way (a view it has mounted, a move it is making).
+      const alone = !othersLive(db);
       const store = new Store(root, driver, db, recovered, status, openSession(db));
-      recovered.push(...(await store.containers.recover()));
-      const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));
-      recovered.push(...(await store.volumes.recover(mounted)));
+      if (alone) {
+        recovered.push(...(await store.containers.recover()));
+        const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));
+        recovered.push(...(await store.volumes.recover(mounted)));
+      }
       if (unclean) recovered.push(...(await checkStore(store, { repair: true, quick: true })).map((finding) => `fsck: ${describeFinding(finding)}`));
       return store;
     } catch (error) {
