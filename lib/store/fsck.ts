@@ -164,7 +164,9 @@ async function checkMounts(store: Store, report: Report): Promise<void> {
 /** Rows whose data is gone: dropped when nothing uses them, since the data cannot come back. */
 async function checkMissingData(store: Store, report: Report): Promise<void> {
   const { db, driver } = store;
-  const adopting = new Set(db.prepare('SELECT to_path FROM adoptions').pluck().all() as string[]);
+  // A commit moving a container's directory into its layer: for a moment neither is where its row says.
+  const adoptions = db.prepare('SELECT from_path AS "from", to_path AS "to" FROM adoptions').all() as Array<{ from: string; to: string }>;
+  const adopting = new Set(adoptions.flatMap((move) => [move.from, move.to]));
   for (const layer of store.layers.list()) {
     const dir = driver.layerDir(layer.cacheId);
     if (existsSync(dir) || adopting.has(dir)) continue;
@@ -188,7 +190,7 @@ async function checkMissingData(store: Store, report: Report): Promise<void> {
   }
   for (const container of store.containers.list()) {
     const { upper } = store.containers.layout(container);
-    if (existsSync(upper)) continue;
+    if (existsSync(upper) || adopting.has(upper)) continue;
     await report('missing-data', container.id, `its writable layer ${upper} is gone; the container is dropped`, async () => {
       const doomed = transaction(db, () => {
         if (db.prepare('DELETE FROM containers WHERE id = ?').run(container.id).changes === 0) return [];
