@@ -121,7 +121,8 @@ async function checkUnfinishedWork(store: Store, report: Report): Promise<void> 
  */
 async function checkMounts(store: Store, report: Report): Promise<void> {
   const { db, driver, root } = store;
-  const mounted = new Set(mountsBelow(root).filter((point) => point !== root));
+  const structural = structuralDirs(store);
+  const mounted = new Set(mountsBelow(root).filter((point) => !structural.has(point)));
   const busyElsewhere = othersLive(db);
   /** Mount points owned along with everything mounted below them. */
   const ownedTrees: string[] = [];
@@ -159,6 +160,27 @@ async function checkMounts(store: Store, report: Report): Promise<void> {
       if (mountsBelow(point).includes(point)) await unmount(point, ['detach']);
     });
   }
+}
+
+/**
+ * The root and the directories that hold its objects (volumes/, the driver's
+ * layer area...): a filesystem mounted on one is the administrator's choice of
+ * where the data lives, never a leftover.
+ */
+function structuralDirs(store: Store): Set<string> {
+  const probe = '0'.repeat(64); // an id no object has, to find where objects go
+  const objects = [
+    store.driver.layerPath(probe),
+    store.driver.writable(probe).merged,
+    join(store.volumes.dir, probe),
+    join(store.root, 'image', probe),
+    join(store.root, 'containers', probe),
+  ];
+  const dirs = new Set<string>();
+  for (const path of objects) {
+    for (let dir = dirname(path); dir.startsWith(store.root); dir = dirname(dir)) if (!dir.includes(probe)) dirs.add(dir);
+  }
+  return dirs;
 }
 
 /** Rows whose data is gone: dropped when nothing uses them, since the data cannot come back. */

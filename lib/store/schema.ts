@@ -152,5 +152,7 @@ export const migrations: readonly string[] = [
     pid_start TEXT NOT NULL
   );
   CREATE INDEX layer_holds_layer ON layer_holds(layer);
+  -- fsck counts each layer's users, images among them.
+  CREATE INDEX images_top_layer ON images(top_layer);
   `,
 ];
