@@ -21,7 +21,7 @@ import { relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { ImportResult, LayerStore } from './layers.js';
-import { beginStaging, discardStaged, endStaging } from './staging.js';
+import { beginStaging, discardStaged, endStaging, isLive, ownStart } from './staging.js';
 import type { VolumeStore } from './volumes.js';
 
 /** How a container's writable layer is made and mounted. */
@@ -271,7 +271,9 @@ export class ContainerStore {
         this.layers.retainInTransaction(result.layer.chainId);
         this.layers.releaseInTransaction(container.layer); // still held by the new layer
         this.db.prepare('UPDATE containers SET layer = ? WHERE id = ?').run(result.layer.chainId, container.id);
-        if (move && !result.existed) this.db.prepare('INSERT INTO adoptions (from_path, to_path) VALUES (?, ?)').run(move.from, move.to);
+        if (move && !result.existed) {
+          this.db.prepare('INSERT INTO adoptions (from_path, to_path, pid, pid_start) VALUES (?, ?, ?, ?)').run(move.from, move.to, process.pid, ownStart);
+        }
         return result;
       });
       if (registered.existed) {
@@ -347,6 +349,10 @@ export class ContainerStore {
     const path = this.driver.layerPath(container.cacheId);
     const doomed = transaction(this.db, () => {
       this.requireUnchanged(container);
+      // Its directory is becoming a layer's: removing it now would take the layer's data.
+      if (this.db.prepare('SELECT 1 FROM adoptions WHERE from_path = ?').get(this.layout(container).upper)) {
+        throw new StoreError('ERR_CONTAINER_BUSY', `container ${shortId(container.id)} is being committed by another process: try again`);
+      }
       this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
       beginStaging(this.db, path);
       return this.layers.releaseInTransaction(container.layer);
@@ -372,18 +378,31 @@ export class ContainerStore {
     }
   }
 
-  /**
-   * Repairs what an unclean shutdown left: mount counts of root filesystems
-   * that are no longer mounted, and volatile writable layers, whose contents
-   * cannot be trusted after a crash and are discarded.
-   */
-  async recover(): Promise<string[]> {
+  /** Finishes the moves of commits whose process died before making them. */
+  async recoverAdoptions(): Promise<string[]> {
     const repaired: string[] = [];
-    const adoptions = this.db.prepare('SELECT from_path AS "from", to_path AS "to" FROM adoptions').all() as Array<{ from: string; to: string }>;
-    for (const { from, to } of adoptions) {
+    const adoptions = this.db.prepare('SELECT from_path AS "from", to_path AS "to", pid, pid_start AS pidStart FROM adoptions').all() as Array<{
+      from: string;
+      to: string;
+      pid: number;
+      pidStart: string;
+    }>;
+    for (const { from, to } of adoptions.filter((move) => !isLive(move.pid, move.pidStart))) {
       await this.completeAdoption(from, to);
       repaired.push(`finished moving ${from} into its layer after an interrupted commit`);
     }
+    return repaired;
+  }
+
+  /**
+   * Repairs what an unclean shutdown left: views left mounted, mount counts
+   * of root filesystems that are no longer mounted, and volatile writable
+   * layers, whose contents cannot be trusted after a crash and are
+   * discarded. Only while no other process has the store open: its work
+   * under way looks the same.
+   */
+  async recover(): Promise<string[]> {
+    const repaired: string[] = [];
     for (const container of this.list()) {
       const layout = this.layout(container);
       const view = this.viewPath(container);

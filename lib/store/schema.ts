@@ -154,5 +154,9 @@ export const migrations: readonly string[] = [
   CREATE INDEX layer_holds_layer ON layer_holds(layer);
   -- fsck counts each layer's users, images among them.
   CREATE INDEX images_top_layer ON images(top_layer);
+  -- The process moving a container's directory into its layer: another
+  -- process's open finishes the move only once that one is gone.
+  ALTER TABLE adoptions ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE adoptions ADD COLUMN pid_start TEXT NOT NULL DEFAULT '';
   `,
 ];

@@ -132,6 +132,7 @@ export class Store {
       // Those repairs would break the work of another process under way (a view it has mounted, a move it is making).
       const alone = !othersLive(db);
       const store = new Store(root, driver, db, recovered, status, openSession(db));
+      recovered.push(...(await store.containers.recoverAdoptions()));
       if (alone) {
         recovered.push(...(await store.containers.recover()));
         const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
 import { mount } from '../../lib/native/mount.js';
 import { checkStore, type Finding } from '../../lib/store/fsck.js';
+import { ownStart } from '../../lib/store/staging.js';
 import { Store } from '../../lib/store/store.js';
 import { strata } from '../support/cli.js';
 import { Cleanups, isRoot, mountsBelow, tmpfsDir } from '../support/fixtures.js';
@@ -169,6 +170,18 @@ describe('store fsck', function () {
     expect(refused).to.have.property('code', 'ERR_IMAGE_UNKNOWN');
     expect(refused).to.have.property('message').that.matches(/was removed while the container was being created/);
     expect(await checkStore(store)).to.deep.equal([]);
+  });
+
+  it('refuses to remove a container whose directory a live commit is moving into its layer', async function () {
+    const { container } = await populate();
+    const { upper } = store.containers.layout(container);
+    // What a commit in another process records between registering its layer and moving the directory.
+    store.db.prepare('INSERT INTO adoptions (from_path, to_path, pid, pid_start) VALUES (?, ?, ?, ?)').run(upper, `${upper}.moved`, process.pid, ownStart);
+    const refused = await store.containers.remove(container.id).catch((e: unknown) => e as { code: string; message: string });
+    expect(refused).to.have.property('code', 'ERR_CONTAINER_BUSY');
+    expect(refused).to.have.property('message').that.matches(/is being committed by another process/);
+    expect(existsSync(upper)).to.equal(true);
+    store.db.prepare('DELETE FROM adoptions').run();
   });
 
   it('strata system fsck reports, exits 1 while problems remain, and repairs with --repair', async function () {
