@@ -115,6 +115,7 @@ export class Store {
     const root = resolve(options.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT);
     for (const dir of ['', 'image', 'containers', 'volumes']) mkdirSync(join(root, dir), { recursive: true, mode: 0o700 });
     const db = openDatabase(join(root, 'image', 'metadata.db'));
+    let session: number | undefined;
     try {
       const requested = options.driver ?? process.env.STRATA_STORAGE_DRIVER;
       if (requested !== undefined && !drivers[requested]) {
@@ -128,10 +129,12 @@ export class Store {
       recordDriver(db, driver.name);
       // A process that had the store open and is gone ended without closing it.
       const unclean = endDeadSessions(db) > 0;
+      // Recorded before looking for others: of two processes opening at once, at least one sees the other.
+      session = openSession(db);
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
       // Those repairs would break the work of another process under way (a view it has mounted, a move it is making).
       const alone = !othersLive(db);
-      const store = new Store(root, driver, db, recovered, status, openSession(db));
+      const store = new Store(root, driver, db, recovered, status, session);
       recovered.push(...(await store.containers.recoverAdoptions()));
       if (alone) {
         recovered.push(...(await store.containers.recover()));
@@ -141,6 +144,7 @@ export class Store {
       if (unclean) recovered.push(...(await checkStore(store, { repair: true, quick: true })).map((finding) => `fsck: ${describeFinding(finding)}`));
       return store;
     } catch (error) {
+      if (session !== undefined) closeSession(db, session);
       db.close();
       throw error;
     }
