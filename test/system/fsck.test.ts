@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 
 import { attachLoop, detachLoop, listLoops } from '../../lib/native/loop.js';
@@ -10,6 +10,7 @@ import { ownStart } from '../../lib/store/staging.js';
 import { Store } from '../../lib/store/store.js';
 import { strata } from '../support/cli.js';
 import { Cleanups, isRoot, mountsBelow, tmpfsDir } from '../support/fixtures.js';
+import { fsImage } from '../support/images.js';
 import { buildTar } from '../support/tar-builder.js';
 
 const tarOf = (files: Record<string, string>) => Readable.from([buildTar(Object.entries(files).map(([name, data]) => ({ name, data })))]);
@@ -201,4 +202,38 @@ describe('store fsck', function () {
     expect([clean.code, clean.stdout, clean.stderr]).to.deep.equal([0, 'KIND   OBJECT   REPAIRED   DETAIL\n', '']);
     store = await Store.open({ root });
   });
+});
+
+describe('store fsck on the other drivers', function () {
+  const cleanups = new Cleanups();
+
+  before(function () {
+    if (!isRoot) this.skip();
+  });
+  afterEach(() => cleanups.release());
+
+  for (const driver of ['vfs', 'btrfs'] as const) {
+    it(`${driver}: finds nothing in a store in use, then finds and repairs an orphan directory and a layer whose data is gone`, async function () {
+      const root = join(driver === 'btrfs' ? await fsImage(cleanups, 'btrfs') : await tmpfsDir(cleanups), 'root');
+      const store = await Store.open({ root, driver });
+      cleanups.defer(() => store.close());
+      const base = (await store.layers.import(tarOf({ a: '1' }), { explicit: true })).layer;
+      const lone = (await store.layers.import(tarOf({ b: '2' }), { explicit: true })).layer;
+      const container = await store.containers.create(base.chainId);
+      await store.containers.mount(container.id);
+      expect(await checkStore(store)).to.deep.equal([]);
+      await store.containers.unmount(container.id);
+      await store.containers.commit(container.id);
+      expect(await checkStore(store)).to.deep.equal([]);
+
+      const layerArea = dirname(store.driver.layerPath(base.cacheId));
+      const orphan = join(layerArea, 'd'.repeat(64));
+      mkdirSync(orphan);
+      await store.driver.removePath(store.driver.layerPath(lone.cacheId));
+      const found = await checkStore(store, { repair: true });
+      expect(summary(found)).to.have.members([`orphan-data ${orphan} repaired`, `missing-data ${lone.chainId} repaired`]);
+      expect(await checkStore(store)).to.deep.equal([]);
+      expect(existsSync(orphan)).to.equal(false);
+    });
+  }
 });
