@@ -372,6 +372,19 @@ export class DevicemapperDriver implements StorageDriver {
     return treeChanges(view, chain[0] === undefined ? null : this.layerDir(chain[0]));
   }
 
+  /** Active thin devices of this store whose key has no thin id in the metadata (left by a crash); fsck's to report. */
+  async strayDevices(): Promise<string[]> {
+    const keys = new Set(this.ids.entries().keys());
+    return (await listDevices())
+      .map((device) => device.name)
+      .filter((name) => name.startsWith(`${this.prefix}-`) && name !== this.config.pool && !keys.has(name.slice(this.prefix.length + 1)));
+  }
+
+  /** Unmounts and removes a stray device (see strayDevices). */
+  async removeStrayDevice(name: string): Promise<void> {
+    await this.deactivate(name.slice(this.prefix.length + 1));
+  }
+
   /**
    * Releases what the store holds in the kernel: unmounts everything below
    * the driver's directory, removes its thin devices and the pool, detaches

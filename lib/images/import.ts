@@ -15,10 +15,10 @@ export interface ImportRootfsOptions {
 
 export async function importRootfs(store: Store, input: AsyncIterable<Uint8Array>, options: ImportRootfsOptions): Promise<Image> {
   const tags = options.tag === undefined ? [] : [normalizeTag(options.tag)];
-  const { layer } = await store.layers.import(input, { explicit: false, ...(options.onProgress && { onProgress: options.onProgress }) });
-  // Held until the image row holds it, so a failure leaves no orphan layer.
-  transaction(store.db, () => store.layers.retainInTransaction(layer.chainId));
-  const release = () => store.layers.releaseInTransaction(layer.chainId);
+  // Held from its registration until the image row holds it, so neither a
+  // failure nor a crash leaves an orphan layer, and no other process removes it.
+  const { layer, hold } = await store.layers.import(input, { explicit: false, hold: true, ...(options.onProgress && { onProgress: options.onProgress }) });
+  const release = () => store.layers.releaseHoldInTransaction(hold!);
   try {
     const created = new Date().toISOString();
     const config = {

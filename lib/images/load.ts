@@ -100,8 +100,9 @@ async function spoolTo(input: Readable, path: string): Promise<void> {
 }
 
 async function loadImage(store: Store, archive: TarIndex, plan: ImagePlan, events: LoadEvents): Promise<LoadedImage> {
-  const held: Digest[] = [];
-  const release = (): Layer[] => held.flatMap((chainId) => store.layers.releaseInTransaction(chainId));
+  // Holds on the image's layers until its row holds the top one (released by the next open if this process dies).
+  const held: number[] = [];
+  const release = (): Layer[] => held.flatMap((hold) => store.layers.releaseHoldInTransaction(hold));
   try {
     let parent: Digest | null = null;
     for (const [i, source] of plan.layers.entries()) {
@@ -109,9 +110,9 @@ async function loadImage(store: Store, archive: TarIndex, plan: ImagePlan, event
       const chainId = computeChainId(parent, diffId);
       const existed = store.layers.get(chainId) !== undefined;
       events.layer?.(diffId, source.member.size, existed);
-      const blobDigest = existed ? undefined : await importLayer(store, archive, source, parent, diffId, events);
-      transaction(store.db, () => store.layers.retainInTransaction(chainId));
-      held.push(chainId);
+      const imported = existed ? undefined : await importLayer(store, archive, source, parent, diffId, events);
+      held.push(imported?.hold ?? transaction(store.db, () => store.layers.holdInTransaction(chainId)));
+      const blobDigest = imported?.blobDigest;
       if (source.blobDigest && blobDigest && blobDigest !== source.blobDigest) {
         throw invalidImage(`layer blob ${source.path} has digest ${blobDigest}, not the one its name gives`);
       }
@@ -130,7 +131,7 @@ async function loadImage(store: Store, archive: TarIndex, plan: ImagePlan, event
   }
 }
 
-/** Imports one layer; returns the sha256 of the bytes read from the archive. */
+/** Imports one layer, holding it; returns the hold and the sha256 of the bytes read from the archive. */
 async function importLayer(
   store: Store,
   archive: TarIndex,
@@ -138,7 +139,7 @@ async function importLayer(
   parent: Digest | null,
   diffId: Digest,
   events: LoadEvents,
-): Promise<Digest> {
+): Promise<{ blobDigest: Digest; hold: number }> {
   // An uncompressed blob named by its DiffID is proven by the DiffID check: hash only the others.
   const hash = source.blobDigest && source.blobDigest !== diffId ? createHash('sha256') : undefined;
   async function* hashed(): AsyncGenerator<Buffer> {
@@ -147,11 +148,12 @@ async function importLayer(
       yield chunk as Buffer;
     }
   }
-  await store.layers.import(hash ? hashed() : archive.stream(source.member), {
+  const { hold } = await store.layers.import(hash ? hashed() : archive.stream(source.member), {
     parent,
     expectedDiffId: diffId,
     explicit: false,
+    hold: true,
     onProgress: (bytes) => events.progress?.(diffId, bytes, source.member.size),
   });
-  return hash ? `sha256:${hash.digest('hex')}` : diffId;
+  return { blobDigest: hash ? `sha256:${hash.digest('hex')}` : diffId, hold: hold! };
 }

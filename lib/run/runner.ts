@@ -13,7 +13,6 @@ import { openInTree } from '../native/resolve.js';
 import type { MountSpec } from '../mounts/spec.js';
 import { shortId } from '../store/digest.js';
 import type { Store } from '../store/store.js';
-import { transaction } from '../store/database.js';
 import { resolveRoot } from './image.js';
 
 export interface RunOptions {
@@ -53,8 +52,8 @@ export async function runContainer(store: Store, image: string, options: RunOpti
     ...(options.mounts && { mounts: options.mounts }),
     ...(options.owner !== undefined && { owner: options.owner }),
     ...(options.allowSensitiveBinds && { allowSensitiveBinds: true }),
+    ...(root.image && { image: root.image.id }),
   });
-  if (root.image) transaction(store.db, () => store.images.recordContainerInTransaction(container.id, root.image!.id));
   let exitCode: number;
   try {
     const rootfs = await store.containers.mount(container.id);

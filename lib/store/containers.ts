@@ -21,7 +21,7 @@ import { relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { ImportResult, Layer, LayerStore } from './layers.js';
-import { beginStaging, discardStaged, endStaging } from './staging.js';
+import { beginStaging, discardStaged, endStaging, isLive, ownStart } from './staging.js';
 import type { VolumeStore } from './volumes.js';
 
 /** How a container's writable layer is made and mounted. */
@@ -37,6 +37,12 @@ export interface CreateOptions extends ContainerOptions {
   allowSensitiveBinds?: boolean;
   /** Metadata, key to value, as docker's --label (prune filters on it). */
   labels?: Record<string, string>;
+  /**
+   * The image the container is made from, recorded in the transaction that
+   * creates it, so a concurrent removal of the image either sees the
+   * container or makes this create fail.
+   */
+  image?: Digest;
 }
 
 export interface Container {
@@ -112,7 +118,7 @@ export class ContainerStore {
   ) {}
 
   async create(layer: Digest, options: CreateOptions = {}): Promise<Container> {
-    const { name, mounts: specs = [], owner, allowSensitiveBinds, labels = {}, ...mountOptions } = options;
+    const { name, mounts: specs = [], owner, allowSensitiveBinds, labels = {}, image, ...mountOptions } = options;
     if (name !== undefined && !NAME.test(name)) {
       throw new StoreError('ERR_INVALID_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
@@ -126,9 +132,17 @@ export class ContainerStore {
       await prepared.rollback();
       throw error;
     }
+    // Checked before and inside the transaction: another process may remove the image meanwhile.
+    const requireImage = () => {
+      if (image !== undefined && !this.db.prepare('SELECT 1 FROM images WHERE id = ?').get(image)) {
+        throw new StoreError('ERR_IMAGE_UNKNOWN', `image ${shortId(image)} was removed while the container was being created`);
+      }
+    };
     try {
+      requireImage();
       await this.driver.createWritable(cacheId, this.layers.requireLayer(layer, 'layer').cacheId, mountOptions);
       transaction(this.db, () => {
+        requireImage();
         if (name !== undefined && this.db.prepare('SELECT 1 FROM containers WHERE name = ?').get(name)) {
           throw new StoreError('ERR_NAME_IN_USE', `the container name "${name}" is already in use`);
         }
@@ -141,6 +155,7 @@ export class ContainerStore {
           .run(id, name ?? null, layer, cacheId, this.driver.name, JSON.stringify(mountOptions), new Date().toISOString(), owner ?? null, JSON.stringify(labels));
         const insert = this.db.prepare('INSERT INTO container_mounts (container, position, spec, volume, allow_sensitive) VALUES (?, ?, ?, ?, ?)');
         prepared.mounts.forEach((mount, position) => insert.run(id, position, JSON.stringify(mount.spec), mount.volume, Number(mount.allowSensitive)));
+        if (image !== undefined) this.db.prepare('INSERT INTO container_images (container, image) VALUES (?, ?)').run(id, image);
         endStaging(this.db, path);
       });
     } catch (error) {
@@ -274,13 +289,16 @@ export class ContainerStore {
     try {
       const move = await this.driver.adoptWritable(container.cacheId, cacheId);
       const registered = transaction(this.db, () => {
+        this.requireUnchanged(container);
         const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, true);
         // The container now sits on the layer holding its changes.
         this.layers.retainInTransaction(result.layer.chainId);
         this.layers.releaseInTransaction(container.layer); // still held by the new layer
         // Its changes are the layer's now: its own writable layer is empty.
         this.db.prepare('UPDATE containers SET layer = ?, size_rw = 0 WHERE id = ?').run(result.layer.chainId, container.id);
-        if (move && !result.existed) this.db.prepare('INSERT INTO adoptions (from_path, to_path) VALUES (?, ?)').run(move.from, move.to);
+        if (move && !result.existed) {
+          this.db.prepare('INSERT INTO adoptions (from_path, to_path, pid, pid_start) VALUES (?, ?, ?, ?)').run(move.from, move.to, process.pid, ownStart);
+        }
         return result;
       });
       if (registered.existed) {
@@ -376,6 +394,11 @@ export class ContainerStore {
     const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
     const path = this.driver.layerPath(container.cacheId);
     const doomed = transaction(this.db, () => {
+      this.requireUnchanged(container);
+      // Its directory is becoming a layer's: removing it now would take the layer's data.
+      if (this.db.prepare('SELECT 1 FROM adoptions WHERE from_path = ?').get(this.layout(container).upper)) {
+        throw new StoreError('ERR_CONTAINER_BUSY', `container ${shortId(container.id)} is being committed by another process: try again`);
+      }
       this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
       beginStaging(this.db, path);
       return this.layers.releaseInTransaction(container.layer);
@@ -393,18 +416,40 @@ export class ContainerStore {
     return doomed;
   }
 
-  /**
-   * Repairs what an unclean shutdown left: mount counts of root filesystems
-   * that are no longer mounted, and volatile writable layers, whose contents
-   * cannot be trusted after a crash and are discarded.
-   */
-  async recover(): Promise<string[]> {
+  /** Inside a transaction: fails if another process removed the container, or committed it, since it was read. */
+  private requireUnchanged(container: Container): void {
+    const row = this.db.prepare('SELECT layer FROM containers WHERE id = ?').get(container.id) as { layer: Digest } | undefined;
+    if (!row) throw new StoreError('ERR_CONTAINER_UNKNOWN', `container ${shortId(container.id)} was removed by another process`);
+    if (row.layer !== container.layer) {
+      throw new StoreError('ERR_CONTAINER_BUSY', `container ${shortId(container.id)} was committed by another process meanwhile: try again`);
+    }
+  }
+
+  /** Finishes the moves of commits whose process died before making them. */
+  async recoverAdoptions(): Promise<string[]> {
     const repaired: string[] = [];
-    const adoptions = this.db.prepare('SELECT from_path AS "from", to_path AS "to" FROM adoptions').all() as Array<{ from: string; to: string }>;
-    for (const { from, to } of adoptions) {
+    const adoptions = this.db.prepare('SELECT from_path AS "from", to_path AS "to", pid, pid_start AS pidStart FROM adoptions').all() as Array<{
+      from: string;
+      to: string;
+      pid: number;
+      pidStart: string;
+    }>;
+    for (const { from, to } of adoptions.filter((move) => !isLive(move.pid, move.pidStart))) {
       await this.completeAdoption(from, to);
       repaired.push(`finished moving ${from} into its layer after an interrupted commit`);
     }
+    return repaired;
+  }
+
+  /**
+   * Repairs what an unclean shutdown left: views left mounted, mount counts
+   * of root filesystems that are no longer mounted, and volatile writable
+   * layers, whose contents cannot be trusted after a crash and are
+   * discarded. Only while no other process has the store open: its work
+   * under way looks the same.
+   */
+  async recover(): Promise<string[]> {
+    const repaired: string[] = [];
     // The mount table read once, not once per container: every open runs this.
     const mounted = new Set(mountPoints());
     for (const container of this.list()) {

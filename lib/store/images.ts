@@ -159,11 +159,6 @@ export class ImageStore {
     return tag;
   }
 
-  /** Records that a container was made from an image, so the image is not removed under it. */
-  recordContainerInTransaction(containerId: string, image: Digest): void {
-    this.db.prepare('INSERT INTO container_images (container, image) VALUES (?, ?)').run(containerId, image);
-  }
-
   containersOf(image: Digest): string[] {
     const rows = this.db.prepare('SELECT container FROM container_images WHERE image = ? ORDER BY container').all(image) as Array<{ container: string }>;
     return rows.map((row) => row.container);

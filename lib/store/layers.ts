@@ -11,7 +11,7 @@ import type { StorageDriver } from '../drivers/driver.js';
 import { transaction, type Db } from './database.js';
 import { chainId as computeChainId, isDigest, parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
-import { beginStaging, discardStaged, endStaging } from './staging.js';
+import { beginStaging, discardStaged, endStaging, ownStart } from './staging.js';
 
 export interface Layer {
   chainId: Digest;
@@ -37,6 +37,12 @@ export interface ImportOptions {
   expectedDiffId?: Digest;
   /** Whether the import itself holds a reference (a user's import, not an image's layer). */
   explicit?: boolean;
+  /**
+   * Whether this process takes a hold on the layer in the transaction that
+   * registers it (see holdInTransaction), so nothing removes it before the
+   * caller's own reference (an image row) takes over.
+   */
+  hold?: boolean;
   onProgress?: (compressedBytesRead: number) => void;
 }
 
@@ -45,6 +51,8 @@ export interface ImportResult {
   /** True when the layer was already in the store: nothing new was written. */
   existed: boolean;
   compression?: ApplyResult['compression'];
+  /** The hold taken with `hold: true`: pass it to releaseHoldInTransaction. */
+  hold?: number;
 }
 
 interface LayerRow {
@@ -120,8 +128,11 @@ export class LayerStore {
     const parent = options.parent ? this.requireLayer(options.parent, 'parent layer') : null;
     if (options.expectedDiffId) {
       const expected = parseDigest(options.expectedDiffId, 'layer digest');
-      const existing = this.get(computeChainId(parent?.chainId ?? null, expected));
-      if (existing) return { layer: this.hold(existing, options.explicit ?? false), existed: true };
+      const existing = transaction(this.db, () => {
+        const layer = this.get(computeChainId(parent?.chainId ?? null, expected));
+        return layer && { layer: this.hold(layer, options.explicit ?? false), existed: true, ...(options.hold && { hold: this.holdInTransaction(layer.chainId) }) };
+      });
+      if (existing) return existing;
     }
 
     const cacheId = randomBytes(32).toString('hex');
@@ -135,7 +146,10 @@ export class LayerStore {
         ...(options.onProgress && { onProgress: options.onProgress }),
       });
       const diffId = parseDigest(applied.diffId, 'DiffID');
-      const registered = this.register(cacheId, parent?.chainId ?? null, diffId, applied, options.explicit ?? false);
+      const registered = transaction(this.db, () => {
+        const result = this.register(cacheId, parent?.chainId ?? null, diffId, applied, options.explicit ?? false);
+        return options.hold ? { ...result, hold: this.holdInTransaction(result.layer.chainId) } : result;
+      });
       if (registered.existed) await discardStaged(this.db, path, (p) => this.driver.removePath(p));
       return { ...registered, compression: applied.compression };
     } catch (error) {
@@ -163,7 +177,7 @@ export class LayerStore {
       const layer = this.requireLayer(chainId, 'layer');
       const held = layer.refs - (layer.explicit ? 1 : 0);
       if (held > 0) throw new StoreError('ERR_LAYER_IN_USE', `layer ${shortId(chainId)} is in use: ${this.describeUsers(layer)}`);
-      if (!layer.explicit) return this.deleteUnused(layer);
+      if (!layer.explicit) return this.deleteUnusedInTransaction(layer);
       this.db.prepare('UPDATE layers SET explicit = 0 WHERE chain_id = ?').run(chainId);
       return this.releaseInTransaction(chainId);
     });
@@ -186,7 +200,27 @@ export class LayerStore {
   releaseInTransaction(chainId: Digest): Layer[] {
     this.db.prepare('UPDATE layers SET refs = refs - 1 WHERE chain_id = ?').run(chainId);
     const layer = this.requireLayer(chainId, 'layer');
-    return layer.refs > 0 ? [] : this.deleteUnused(layer);
+    return layer.refs > 0 ? [] : this.deleteUnusedInTransaction(layer);
+  }
+
+  /**
+   * Takes a reference for work this process has under way, recorded with
+   * its pid so that, should it die, the next open releases it. Call inside
+   * the caller's transaction; returns the hold's id.
+   */
+  holdInTransaction(chainId: Digest): number {
+    this.retainInTransaction(chainId);
+    return Number(
+      this.db.prepare('INSERT INTO layer_holds (layer, pid, pid_start) VALUES (?, ?, ?)').run(chainId, process.pid, ownStart).lastInsertRowid,
+    );
+  }
+
+  /** Drops a hold inside the caller's transaction; as releaseInTransaction, returns the layers left unused. */
+  releaseHoldInTransaction(hold: number): Layer[] {
+    const row = this.db.prepare('SELECT layer FROM layer_holds WHERE id = ?').get(hold) as { layer: Digest } | undefined;
+    if (!row) return [];
+    this.db.prepare('DELETE FROM layer_holds WHERE id = ?').run(hold);
+    return this.releaseInTransaction(row.layer);
   }
 
   /** Removes the directories of layers a committed transaction deleted. */
@@ -196,7 +230,8 @@ export class LayerStore {
     }
   }
 
-  private deleteUnused(layer: Layer): Layer[] {
+  /** Deletes a layer nothing uses (and, in turn, parents this leaves unused); pass the result to `purge`. */
+  deleteUnusedInTransaction(layer: Layer): Layer[] {
     this.db.prepare('DELETE FROM layers WHERE chain_id = ?').run(layer.chainId);
     beginStaging(this.db, this.driver.layerPath(layer.cacheId));
     return layer.parent ? [layer, ...this.releaseInTransaction(layer.parent)] : [layer];

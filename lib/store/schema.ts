@@ -148,4 +148,31 @@ export const migrations: readonly string[] = [
   -- Container labels (key to value, JSON), for prune's label filters.
   ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
   `,
+  `
+  -- Processes that have the store open (pid and start time, as staging
+  -- keeps them): a row whose process is gone marks an unclean shutdown,
+  -- and the next open checks and repairs the store.
+  CREATE TABLE sessions (
+    id        INTEGER PRIMARY KEY,
+    pid       INTEGER NOT NULL,
+    pid_start TEXT NOT NULL,
+    opened    TEXT NOT NULL
+  );
+  -- References a process holds on a layer while its work is under way (an
+  -- image import between a layer and its image row). Counted in refs; the
+  -- holds of a dead process are released by the next open.
+  CREATE TABLE layer_holds (
+    id        INTEGER PRIMARY KEY,
+    layer     TEXT NOT NULL REFERENCES layers(chain_id),
+    pid       INTEGER NOT NULL,
+    pid_start TEXT NOT NULL
+  );
+  CREATE INDEX layer_holds_layer ON layer_holds(layer);
+  -- fsck counts each layer's users, images among them.
+  CREATE INDEX images_top_layer ON images(top_layer);
+  -- The process moving a container's directory into its layer: another
+  -- process's open finishes the move only once that one is gone.
+  ALTER TABLE adoptions ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE adoptions ADD COLUMN pid_start TEXT NOT NULL DEFAULT '';
+  `,
 ];

@@ -18,7 +18,23 @@ function processStart(pid: number): string | null {
   }
 }
 
-const ownStart = processStart(process.pid) ?? '';
+/** This process's start time, recorded with what it owns. */
+export const ownStart = processStart(process.pid) ?? '';
+
+/** Whether the process that recorded (pid, pidStart) still runs. */
+export function isLive(pid: number, pidStart: string): boolean {
+  return processStart(pid) === pidStart;
+}
+
+export interface StagedRow {
+  path: string;
+  pid: number;
+  pidStart: string;
+}
+
+export function stagedRows(db: Db): StagedRow[] {
+  return db.prepare('SELECT path, pid, pid_start AS pidStart FROM staging').all() as StagedRow[];
+}
 
 /**
  * Registers a directory about to be made. Not synced: if a power loss drops
@@ -51,12 +67,7 @@ export async function discardStaged(db: Db, path: string, remove: RemovePath = r
 
 /** Removes what dead processes left half-done; says what it removed. */
 export async function recoverStaging(db: Db, remove: RemovePath): Promise<string[]> {
-  const rows = db.prepare('SELECT path, pid, pid_start AS pidStart FROM staging').all() as Array<{
-    path: string;
-    pid: number;
-    pidStart: string;
-  }>;
-  const orphans = rows.filter((row) => processStart(row.pid) !== row.pidStart);
+  const orphans = stagedRows(db).filter((row) => !isLive(row.pid, row.pidStart));
   for (const row of orphans) await discardStaged(db, row.path, remove);
   return orphans.map((row) => `removed unfinished ${row.path}`);
 }

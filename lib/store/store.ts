@@ -14,8 +14,10 @@ import { nearestExisting } from '../system/probes.js';
 import { openDatabase, transaction, type Db } from './database.js';
 import { StoreError } from './errors.js';
 import { ContainerStore } from './containers.js';
+import { checkStore, describeFinding } from './fsck.js';
 import { ImageStore } from './images.js';
 import { LayerStore } from './layers.js';
+import { closeSession, endDeadSessions, openSession, othersLive } from './sessions.js';
 import { recoverStaging } from './staging.js';
 import { VolumeStore } from './volumes.js';
 
@@ -100,6 +102,8 @@ export class Store {
     readonly recovered: string[],
     /** What the driver found at start-up, as `docker info` lists it. */
     readonly driverStatus: DriverStatus,
+    /** This process's row in the sessions table, deleted on close. */
+    private readonly session: number,
   ) {
     this.layers = new LayerStore(db, driver);
     this.volumes = new VolumeStore(db, root);
@@ -111,6 +115,7 @@ export class Store {
     const root = resolve(options.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT);
     for (const dir of ['', 'image', 'containers', 'volumes']) mkdirSync(join(root, dir), { recursive: true, mode: 0o700 });
     const db = openDatabase(join(root, 'image', 'metadata.db'));
+    let session: number | undefined;
     try {
       const requested = options.driver ?? process.env.STRATA_STORAGE_DRIVER;
       if (requested !== undefined && !drivers[requested]) {
@@ -122,13 +127,24 @@ export class Store {
       }
       const { driver, status } = await startDriver(root, pinnedDriver(db, requested), { db, options: options.driverOptions ?? parseStorageOpts(process.env.STRATA_STORAGE_OPTS) });
       recordDriver(db, driver.name);
+      // A process that had the store open and is gone ended without closing it.
+      const unclean = endDeadSessions(db) > 0;
+      // Recorded before looking for others: of two processes opening at once, at least one sees the other.
+      session = openSession(db);
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
-      const store = new Store(root, driver, db, recovered, status);
-      recovered.push(...(await store.containers.recover()));
-      const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));
-      recovered.push(...(await store.volumes.recover(mounted)));
+      // Those repairs would break the work of another process under way (a view it has mounted, a move it is making).
+      const alone = !othersLive(db);
+      const store = new Store(root, driver, db, recovered, status, session);
+      recovered.push(...(await store.containers.recoverAdoptions()));
+      if (alone) {
+        recovered.push(...(await store.containers.recover()));
+        const mounted = new Set(store.containers.list().filter((c) => c.mounts > 0).map((c) => c.id));
+        recovered.push(...(await store.volumes.recover(mounted)));
+      }
+      if (unclean) recovered.push(...(await checkStore(store, { repair: true, quick: true })).map((finding) => `fsck: ${describeFinding(finding)}`));
       return store;
     } catch (error) {
+      if (session !== undefined) closeSession(db, session);
       db.close();
       throw error;
     }
@@ -136,6 +152,8 @@ export class Store {
 
   /** Closes the metadata; what the driver keeps in the kernel (mounts, devices) stays for the next open. */
   close(): void {
+    if (!this.db.open) return;
+    closeSession(this.db, this.session);
     this.db.close();
   }
 
@@ -148,7 +166,7 @@ export class Store {
     try {
       await this.driver.release?.();
     } finally {
-      this.db.close();
+      this.close();
     }
   }
 }

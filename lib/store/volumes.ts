@@ -257,7 +257,9 @@ export class VolumeStore {
     const path = join(this.dir, volume.name);
     transaction(this.db, () => {
       refuseInUse();
-      this.db.prepare('DELETE FROM volumes WHERE name = ?').run(volume.name);
+      if (this.db.prepare('DELETE FROM volumes WHERE name = ?').run(volume.name).changes === 0) {
+        throw new StoreError('ERR_VOLUME_UNKNOWN', `remove ${volume.name}: removed by another process`);
+      }
       beginStaging(this.db, path);
     });
     try {

@@ -1,7 +1,6 @@
 // Images and containers with known sizes for the disk usage and prune tests.
 import { Readable } from 'node:stream';
 
-import { transaction } from '../../lib/store/database.js';
 import type { Digest } from '../../lib/store/digest.js';
 import type { Container } from '../../lib/store/containers.js';
 import type { Store } from '../../lib/store/store.js';
@@ -24,7 +23,5 @@ export async function addImage(store: Store, layers: readonly TestLayer[], optio
 /** A container made from an image, recorded as docker's ImageID. */
 export async function containerOf(store: Store, image: Digest, options: { labels?: Record<string, string>; name?: string } = {}): Promise<Container> {
   const top = store.images.get(image)!.topLayer!;
-  const container = await store.containers.create(top, options);
-  transaction(store.db, () => store.images.recordContainerInTransaction(container.id, image));
-  return container;
+  return store.containers.create(top, { ...options, image });
 }

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 
 import { shortId } from '../../store/digest.js';
 import type { Container, ContainerSize, ContainerStore } from '../../store/containers.js';
-import { transaction } from '../../store/database.js';
 import { pruneContainers } from '../../store/prune.js';
 import { resolveRoot } from '../../run/image.js';
 import { withStore } from '../context.js';
@@ -97,8 +96,8 @@ export function registerContainer(program: Command): void {
           mounts,
           ...(options.owner !== undefined && { owner: options.owner }),
           ...(options.allowSensitiveBinds && { allowSensitiveBinds: true }),
+          ...(root.image && { image: root.image.id }),
         });
-        if (root.image) transaction(store.db, () => store.images.recordContainerInTransaction(created.id, root.image!.id));
         process.stdout.write(`${created.id}\n`);
       });
     });

@@ -6,6 +6,7 @@ import { diskUsage, type DiskUsage, type UsageCategory } from '../../store/usage
 import { withStore } from '../context.js';
 import { formatJsonLines, formatSize, formatTable, parseFormat, UsageError } from '../output.js';
 import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
+import { registerFsck } from './fsck.js';
 import { imagePruneLines, timeAgo } from './image.js';
 
 /** docker's RECLAIMABLE cell: the size, with its share of the total when there is one. */
@@ -109,6 +110,7 @@ function printJson(usage: DiskUsage, verbose: boolean): void {
 
 export function registerSystem(program: Command): void {
   const system = program.command('system').description('Manage the store as a whole');
+  registerFsck(system);
 
   system
     .command('df')
