@@ -99,6 +99,9 @@ function operate(root: string, shape: ImageShape, used: () => number): Operation
 interface Strategy {
   subject: string;
   driver: 'overlay2' | 'btrfs' | 'vfs' | 'devicemapper';
+  /** The store's (--storage-opt), so one store per distinct set. */
+  driverOptions?: Record<string, string>;
+  /** The container's. */
   options: WritableOptions;
 }
 
@@ -110,10 +113,17 @@ const overlay2: Strategy[] = [false, true].flatMap((metacopy) =>
   })),
 );
 
-/** What runs on each backing filesystem: the btrfs driver only on btrfs; vfs copies by reflink where the filesystem shares extents. */
+const vfsCopy = (copy: 'reflink' | 'copy'): Strategy => ({ subject: `vfs vfs.copy=${copy}`, driver: 'vfs', driverOptions: { 'vfs.copy': copy }, options: {} });
+
+/**
+ * What runs on each backing filesystem: vfs reflinks only where the
+ * filesystem shares extents (not ext4); the btrfs driver only on btrfs, last,
+ * as the quotas it turns on would slow the others down.
+ */
 function strategiesOn(fs: BenchFs): Strategy[] {
-  const vfs: Strategy = { subject: fs === 'ext4' ? 'vfs (plain copy: no reflinks on ext4)' : 'vfs (reflink copy)', driver: 'vfs', options: {} };
-  return [...overlay2, ...(fs === 'btrfs' ? [{ subject: 'btrfs (subvolume snapshot)', driver: 'btrfs' as const, options: {} }] : []), vfs];
+  if (fs === 'ext4') return [...overlay2, vfsCopy('copy')];
+  const btrfs: Strategy[] = fs === 'btrfs' ? [{ subject: 'btrfs (subvolume snapshot)', driver: 'btrfs', options: {} }] : [];
+  return [...overlay2, vfsCopy('reflink'), vfsCopy('copy'), ...btrfs];
 }
 
 interface Samples {
@@ -245,30 +255,33 @@ function bySection(rows: Row[]): Row[] {
 async function measureHostFs(fs: BenchFs, context: BenchContext, runs: number): Promise<Row[]> {
   const setting: Setting = { fs, shape: HOST_SHAPE, runs, log: context.log };
   const measured = new Map<Strategy, Samples>();
-  let baseline: ReturnType<typeof measureBaseline> | undefined;
   const strategies = strategiesOn(fs);
-  // A fresh filesystem per driver: one driver's leftovers (btrfs quotas) do not slow another.
-  for (const driver of [...new Set(strategies.map((s) => s.driver))]) {
-    const scratch = await freshFilesystem(fs, 8);
-    try {
-      const src = join(scratch.dir, 'src');
-      makeImageTree(src, HOST_SHAPE);
-      const used = () => usedBytes(scratch.dir);
-      baseline ??= measureBaseline(setting, scratch.dir, src, used);
-      const open = () => Store.open({ root: join(scratch.dir, 'strata'), driver });
-      for (const [strategy, samples] of await measureDriver(setting, strategies.filter((s) => s.driver === driver), open, src, used)) {
-        measured.set(strategy, samples);
-      }
-    } finally {
-      await scratch.release();
+  const scratch = await freshFilesystem(fs, 12);
+  try {
+    const src = join(scratch.dir, 'src');
+    makeImageTree(src, HOST_SHAPE);
+    const used = () => usedBytes(scratch.dir);
+    const baseline = measureBaseline(setting, scratch.dir, src, used);
+    // A store per driver and options, each with its own copy of the image.
+    const stores = new Map<string, Strategy[]>();
+    for (const s of strategies) {
+      const key = JSON.stringify([s.driver, s.driverOptions ?? {}]);
+      stores.set(key, [...(stores.get(key) ?? []), s]);
     }
+    for (const [index, group] of [...stores.values()].entries()) {
+      const { driver, driverOptions } = group[0]!;
+      const open = () => Store.open({ root: join(scratch.dir, `strata-${index}`), driver, driverOptions: driverOptions ?? {} });
+      for (const [strategy, samples] of await measureDriver(setting, group, open, src, used)) measured.set(strategy, samples);
+    }
+    return rowsOf(setting, 'copy-up', baseline, measured);
+  } finally {
+    await scratch.release();
   }
-  return rowsOf(setting, 'copy-up', baseline!, measured);
 }
 
 export const copyUp: BenchCase = {
   name: 'copy-up',
-  about: 'first writes and chmods into image files: overlay2 (metacopy, volatile), btrfs, vfs on ext4, xfs, btrfs',
+  about: 'first writes and chmods into image files: overlay2 (metacopy, volatile), btrfs, vfs (reflink, plain copy) on ext4, xfs, btrfs',
   needs: ['mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'tar', 'cp'],
   async run(context) {
     const runs = context.runs ?? 3;

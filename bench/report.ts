@@ -101,7 +101,7 @@ const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;
  * milliseconds: copy-up costs span five orders of magnitude.
  */
 export function renderSvg(rows: readonly Row[], title: string): string {
-  const timed = rows.filter((r) => r.unit === 'ms' && r.value.median > 0);
+  const timed = rows.filter((r) => r.unit === 'ms' && r.value.min > 0);
   const subjects = [...new Set(timed.map((r) => r.subject))];
   const sections = [...groupBy(timed, (r) => r.section)];
   const width = 960;
@@ -117,7 +117,7 @@ export function renderSvg(rows: readonly Row[], title: string): string {
     `<rect width="${width}" height="${height}" fill="white"/>`,
     `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escape(title)}</text>`,
   ];
-  const values = timed.map((r) => r.value.median);
+  const values = timed.flatMap((r) => [r.value.min, r.value.max]).filter((v) => v > 0);
   const lowExp = Math.floor(Math.log10(Math.min(...values, 1)));
   const highExp = Math.ceil(Math.log10(Math.max(...values, 10)));
   const y = (value: number, panelTop: number) =>
