@@ -293,7 +293,7 @@ export const copyUp: BenchCase = {
 
 /** In the guest: devicemapper (loop-lvm on the guest's tmpfs) against a plain ext4 directory. */
 async function measureInGuest(runs: number): Promise<Row[]> {
-  const fs = 'ext4 on dm-thin (6.1 guest)';
+  const fs = '6.1 guest (UML), ext4';
   const setting: Setting = { fs, shape: GUEST_SHAPE, runs, log: (message) => console.error(message) };
   const scratch = await freshFilesystem('ext4', 2);
   const poolRoot = await freshFilesystem('tmpfs', 3);
@@ -308,7 +308,7 @@ async function measureInGuest(runs: number): Promise<Row[]> {
       if (rootfs) execFileSync('sync', ['-f', rootfs]);
       return usedBytes(poolRoot.dir);
     };
-    const strategy: Strategy = { subject: 'devicemapper (thin snapshot, 64 KiB blocks)', driver: 'devicemapper', options: {} };
+    const strategy: Strategy = { subject: 'devicemapper (thin snapshot, 64 KiB blocks, ext4 in it)', driver: 'devicemapper', options: {} };
     const measured = await measureDriver(setting, [strategy], open, src, used);
     return bySection(rowsOf(setting, 'copy-up-devicemapper', baseline, measured));
   } finally {

@@ -1,7 +1,7 @@
 // What every benchmark needs: a fresh loop-backed filesystem per case (the
 // root ext4 here slows down after mass deletes), repeated timings reduced to
 // median/min/max, and the rows a case returns to bench/run.ts.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,25 @@ export async function freshFilesystem(type: BenchFs, sizeGiB = 4): Promise<Scrat
   const loop = await attachLoop(image, { autoclear: true });
   await mount(dir, { source: loop.device, fstype: type });
   await loop.close(); // autoclear: the device goes when the filesystem is unmounted
-  return { dir, release: async () => { await unmount(dir); rmSync(base, { recursive: true, force: true }); } };
+  return { dir, release: () => release(dir, base) };
+}
+
+/**
+ * Unmounts a scratch filesystem and removes its image. A busy one (a process
+ * a peer left behind) is detached lazily, naming the holders, so that the
+ * error that left it busy is the one reported.
+ */
+async function release(dir: string, base: string): Promise<void> {
+  try {
+    await unmount(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+    const holders = spawnSync('fuser', ['-vm', dir], { encoding: 'utf8' });
+    const report = `${holders.stderr}${holders.stdout}`.split('\n').filter((line) => line && !line.startsWith('Cannot stat'));
+    console.error(`bench: ${dir} is busy, detaching it lazily; held by:\n${report.join('\n')}`);
+    await unmount(dir, ['detach']);
+  }
+  rmSync(base, { recursive: true, force: true });
 }
 
 export interface Stats {
