@@ -84,7 +84,7 @@ export function renderMarkdown(results: Results): string {
           ratio(r),
           ...(disk ? [r.bytesUsed === undefined ? '' : formatBytes(r.bytesUsed)] : []),
         ];
-        lines.push(`| ${cells.join(' | ')} |`);
+        lines.push(`| ${cells.map((cell) => cell.replace(/\|/g, '\\|')).join(' | ')} |`);
       }
     }
   }

@@ -63,6 +63,7 @@ describe('bench harness', function () {
       row({ case: 'copy-up', section: 'first write', fs: 'xfs', subject: 'overlay2', unit: 'ms', value: stats([2, 3, 4]), baseline: 'cp', base: stats([500]), bytesUsed: 4096 }),
       row({ case: 'copy-up', section: 'chmod', fs: 'xfs', subject: 'vfs', unit: 'ms', value: stats([0.05]) }),
       row({ case: 'container', section: 'disk', fs: 'ext4', subject: 'idle', unit: 'bytes', value: stats([8192]) }),
+      row({ case: 'export', section: 'export', fs: 'ext4', subject: 'tar -c | cat', unit: 's', value: stats([1]) }),
     ];
     const machine = { date: '2026-01-01T00:00:00.000Z', kernel: '6.18', cpus: 2, cpuModel: 'cpu', memoryGiB: 4, node: '20', commit: 'abc1234' };
 
@@ -74,10 +75,11 @@ describe('bench harness', function () {
       expect(markdown).to.include('| xfs | overlay2 | 3.00 ms | 2.00–4.00 | cp | 500 ms | 0.0060× | 4.00 KiB |');
       expect(markdown).to.include('| xfs | vfs | 0.0500 ms | 0.0500–0.0500 |  |  |  |\n');
       expect(markdown).to.include('| ext4 | idle | 8.00 KiB | 8.00 KiB–8.00 KiB |  |  |  |\n');
+      expect(markdown, 'a pipe in a cell is escaped').to.include('| ext4 | tar -c \\| cat | 1.00 s |');
     });
 
     it('says so when the run was partial', function () {
-      const partial: Results = { complete: false, cases: ['container'], machine, rows: rows.slice(3) };
+      const partial: Results = { complete: false, cases: ['container'], machine, rows: rows.slice(3, 4) };
       expect(renderMarkdown(partial)).to.include('**Partial run**: only container; not a complete table.');
     });
 
