@@ -9,9 +9,7 @@ import { Readable } from 'node:stream';
 import { Store } from '../lib/store/store.js';
 import { PrivateDocker } from '../test/support/docker.js';
 import { Cleanups } from '../test/support/fixtures.js';
-import { fmt, freshFilesystem, stats, writeResult, type BenchFs } from './support.js';
-
-const runs = Number(process.env.BENCH_RUNS ?? 5);
+import { freshFilesystem, row, stats, type BenchCase, type BenchFs, type Row } from './support.js';
 
 function changeTree(dir: string): void {
   mkdirSync(join(dir, 'app/files'), { recursive: true });
@@ -19,7 +17,7 @@ function changeTree(dir: string): void {
   writeFileSync(join(dir, 'app/blob'), execFileSync('head', ['-c', String(100 * 1024 * 1024), '/dev/urandom'], { maxBuffer: 1 << 28 }));
 }
 
-async function measure(fsType: BenchFs) {
+async function measure(fsType: BenchFs, runs: number): Promise<Row[]> {
   const scratch = await freshFilesystem(fsType, 8);
   try {
     const change = join(scratch.dir, 'change');
@@ -67,7 +65,12 @@ async function measure(fsType: BenchFs) {
         docker.run(['rmi', committed]);
       }
       const dockerCommit = stats(samples);
-      return { fs: fsType, strataInPlace: inPlace, strataStreamed: streamed, dockerCommit, ratioInPlace: dockerCommit.median / inPlace.median, ratioStreamed: dockerCommit.median / streamed.median };
+      const common = { case: 'commit', section: 'commit of 1,000 files + 100 MB', fs: fsType, unit: 'ms' as const };
+      return [
+        row({ ...common, subject: 'strata commit in place (unmounted)', value: inPlace, baseline: 'docker commit', base: dockerCommit }),
+        row({ ...common, subject: 'strata commit streamed (mounted)', value: streamed, baseline: 'docker commit', base: dockerCommit }),
+        row({ ...common, subject: 'docker commit', value: dockerCommit }),
+      ];
     } finally {
       await cleanups.release();
     }
@@ -76,12 +79,9 @@ async function measure(fsType: BenchFs) {
   }
 }
 
-const results = [];
-for (const fsType of ['ext4'] as const) {
-  const r = await measure(fsType);
-  results.push(r);
-  console.log(`${r.fs}: docker commit ${fmt(r.dockerCommit)}`);
-  console.log(`${r.fs}: strata commit in place ${fmt(r.strataInPlace)}  -> ${r.ratioInPlace.toFixed(1)}x faster`);
-  console.log(`${r.fs}: strata commit streamed (mounted) ${fmt(r.strataStreamed)}  -> ${r.ratioStreamed.toFixed(1)}x faster`);
-}
-console.log(`results: ${writeResult('commit', results)}`);
+export const commit: BenchCase = {
+  name: 'commit',
+  about: 'commit of 1,000 files + 100 MB, in place and streamed, against docker commit (private dockerd)',
+  needs: ['dockerd', 'docker', 'mkfs.ext4', 'tar', 'cp'],
+  run: (context) => measure('ext4', context.runs ?? 5),
+};

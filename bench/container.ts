@@ -2,7 +2,7 @@
 // through the API vs a bare overlay mount(2) of the same directories, and the
 // disk each of 1,000 containers of one image costs beyond its own changes.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -10,7 +10,7 @@ import { mountOverlay } from '../lib/native/overlay.js';
 import { unmount } from '../lib/native/mount.js';
 import type { Digest } from '../lib/store/digest.js';
 import { Store } from '../lib/store/store.js';
-import { fmt, freshFilesystem, time, writeResult, type BenchFs } from './support.js';
+import { freshFilesystem, row, stats, time, usedBytes, type BenchCase, type BenchFs, type Row } from './support.js';
 
 async function sixLayerImage(store: Store, work: string): Promise<Digest> {
   let top: Digest | null = null;
@@ -24,7 +24,7 @@ async function sixLayerImage(store: Store, work: string): Promise<Digest> {
   return top!;
 }
 
-async function createAndMount(fsType: BenchFs, runs: number) {
+async function createAndMount(fsType: BenchFs, runs: number): Promise<Row[]> {
   const scratch = await freshFilesystem(fsType);
   try {
     const store = await Store.open({ root: join(scratch.dir, 'root') });
@@ -52,22 +52,22 @@ async function createAndMount(fsType: BenchFs, runs: number) {
     for (const c of store.containers.list()) await store.containers.remove(c.id, { force: true });
     for (const dir of bareDirs) await unmount(join(dir, "merged"));
     store.close();
-    return { fs: fsType, api, bare, ratio: api.median / bare.median };
+    const common = { case: 'container', section: 'container create + mount, 6-layer image (overlay2)', fs: fsType, unit: 'ms' as const };
+    return [
+      row({ ...common, subject: 'strata create + mount (API)', value: api, baseline: 'bare overlay mount(2)', base: bare }),
+      row({ ...common, subject: 'bare overlay mount(2) of prepared directories', value: bare }),
+    ];
   } finally {
     await scratch.release();
   }
 }
 
-async function diskPerContainer(fsType: BenchFs, count: number) {
+async function diskPerContainer(fsType: BenchFs, count: number): Promise<Row[]> {
   const scratch = await freshFilesystem(fsType);
   try {
     const store = await Store.open({ root: join(scratch.dir, 'root') });
     const image = await sixLayerImage(store, join(scratch.dir, 'work'));
-    const used = () => {
-      execFileSync('sync', ['-f', scratch.dir]);
-      const s = statfsSync(scratch.dir);
-      return (s.blocks - s.bfree) * s.bsize;
-    };
+    const used = () => usedBytes(scratch.dir);
     const before = used();
     for (let i = 0; i < count; i++) await store.containers.create(image);
     const created = used();
@@ -77,25 +77,24 @@ async function diskPerContainer(fsType: BenchFs, count: number) {
     }
     const mounted = used();
     store.close();
-    return { fs: fsType, count, bytesPerContainer: (created - before) / count, afterMountUnmount: (mounted - before) / count };
+    const common = { case: 'container', section: `disk per idle container (${count} containers, overlay2)`, fs: fsType, unit: 'bytes' as const };
+    return [
+      row({ ...common, subject: 'after create', value: stats([(created - before) / count]) }),
+      row({ ...common, subject: 'after a mount and unmount', value: stats([(mounted - before) / count]) }),
+    ];
   } finally {
     await scratch.release();
   }
 }
 
-const runs = Number(process.env.BENCH_RUNS ?? 30);
-const results = {
-  createMount: [] as Awaited<ReturnType<typeof createAndMount>>[],
-  disk: [] as Awaited<ReturnType<typeof diskPerContainer>>[],
+export const container: BenchCase = {
+  name: 'container',
+  about: 'container create + mount against a bare overlay mount(2); disk per idle container',
+  needs: ['mkfs.ext4', 'mkfs.xfs', 'tar'],
+  async run(context) {
+    const rows: Row[] = [];
+    for (const fsType of ['ext4', 'xfs'] as const) rows.push(...(await createAndMount(fsType, context.runs ?? 30)));
+    for (const fsType of ['ext4', 'xfs'] as const) rows.push(...(await diskPerContainer(fsType, 1000)));
+    return rows;
+  },
 };
-for (const fsType of ['ext4', 'xfs'] as const) {
-  const r = await createAndMount(fsType, runs);
-  results.createMount.push(r);
-  console.log(`${fsType}: create+mount ${fmt(r.api)} | bare overlay mount(2) ${fmt(r.bare)} | ratio ${r.ratio.toFixed(2)}`);
-}
-for (const fsType of ['ext4', 'xfs'] as const) {
-  const r = await diskPerContainer(fsType, 1000);
-  results.disk.push(r);
-  console.log(`${fsType}: 1000 containers: ${(r.bytesPerContainer / 1024).toFixed(1)} KiB each after create, ${(r.afterMountUnmount / 1024).toFixed(1)} KiB after a mount and unmount`);
-}
-console.log(`results: ${writeResult('container', results)}`);

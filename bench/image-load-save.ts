@@ -1,20 +1,20 @@
 // strata load/save against docker load/save of the same multi-layer
-// docker-archive, in one run, on the same filesystem. Each side runs RUNS
-// times (alternating); the image is removed between loads so every load
-// writes all layers; each timing starts after a sync. Prints median, min and max seconds and the ratio.
-//
-//   scripts/in-private-ns node --import tsx bench/image-load-save.ts   (env BENCH_MB, RUNS)
-// It builds dist/ first and times the compiled CLI.
+// docker-archive, in one run, on the same fresh filesystem, and against the
+// physical floor: unpacking the same archive and its layers with tar -x (+
+// sync), and sha256sum of the same bytes. Each side runs `runs` times
+// (alternating); the image is removed between loads so every load writes all
+// layers; each timing starts after a sync. It builds dist/ first and times
+// the compiled CLI. BENCH_MB sets the archive size.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Cleanups, scratchDir } from '../test/support/fixtures.js';
+import { Cleanups } from '../test/support/fixtures.js';
 import { PrivateDocker } from '../test/support/docker.js';
+import { freshFilesystem, row, stats, type BenchCase, type Row } from './support.js';
 
 const TOTAL_MB = Number(process.env.BENCH_MB ?? 400);
-const RUNS = Number(process.env.RUNS ?? 5);
 const LAYERS = 5;
 const packageRoot = join(import.meta.dirname, '..');
 // The compiled CLI, as installed: tsx's start-up would be timed otherwise.
@@ -63,69 +63,105 @@ function buildArchive(dir: string): string {
   return archive;
 }
 
-/** Seconds fn takes, starting with no dirty data on the filesystem: strata's syncfs must not write out docker's. */
+/** Milliseconds fn takes, starting with no dirty data on the filesystem: strata's syncfs must not write out docker's. */
 function time(fn: () => void): number {
   execFileSync('sync');
   const start = process.hrtime.bigint();
   fn();
-  return Number(process.hrtime.bigint() - start) / 1e9;
+  return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
-function stats(samples: number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: sorted[Math.floor(sorted.length / 2)]!, min: sorted[0]!, max: sorted.at(-1)! };
-}
+/** The floor of a load: the archive and each layer in it unpacked by tar, then written out. */
+const unpackScript = 'tar -xf "$1" -C "$2" && for l in "$2"/*/layer.tar; do mkdir "${l%.tar}" && tar -xf "$l" -C "${l%.tar}"; done && sync -f "$2"';
 
-const fmt = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(2)}s (min ${s.min.toFixed(2)}, max ${s.max.toFixed(2)})`;
+async function measure(runs: number): Promise<Row[]> {
+  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot, stdio: 'inherit' });
+  const cleanups = new Cleanups();
+  const scratch = await freshFilesystem('ext4', 16);
+  try {
+    const docker = await PrivateDocker.start(cleanups, scratch.dir);
+    const work = join(scratch.dir, 'bench');
+    mkdirSync(work);
+    const archive = buildArchive(work);
+    const root = join(work, 'strata-root');
+    const strata = (...args: string[]) => execFileSync(process.execPath, [cli, '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 
-execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot, stdio: 'inherit' });
-const cleanups = new Cleanups();
-try {
-  const docker = await PrivateDocker.start(cleanups);
-  const work = scratchDir(cleanups, 'bench');
-  const archive = buildArchive(work);
-  const root = join(work, 'strata-root');
-  const strata = (...args: string[]) => execFileSync(process.execPath, [cli, '--root', root, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  console.log(`archive: ${(statSync(archive).size / 1e6).toFixed(0)} MB, ${LAYERS} layers; ${RUNS} runs each; strata on ${root}, docker data root ${docker.dir}`);
-
-  // strata syncs each layer before registering it; docker load returns with
-  // its layers still in the page cache. "durable" adds a sync to both.
-  const loads = { strata: [] as number[], docker: [] as number[] };
-  const durable = { strata: [] as number[], docker: [] as number[] };
-  const saves = { strata: [] as number[], docker: [] as number[] };
-  const out = join(work, 'out.tar');
-  const sync = () => execFileSync('sync');
-  for (let run = 0; run < RUNS; run++) {
-    let loaded = 0;
-    durable.docker.push(
+    // strata syncs each layer before registering it; docker load returns with
+    // its layers still in the page cache. "durable" adds a sync to both.
+    const loads = { strata: [] as number[], docker: [] as number[] };
+    const durable = { strata: [] as number[], docker: [] as number[] };
+    const saves = { strata: [] as number[], docker: [] as number[] };
+    // docker create makes the container's layers; docker mounts them only on start.
+    const creates = { strata: [] as number[], docker: [] as number[] };
+    const out = join(work, 'out.tar');
+    const sync = () => execFileSync('sync');
+    const unpacks: number[] = [];
+    const hashes: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      let loaded = 0;
+      durable.docker.push(
+        time(() => {
+          loaded = time(() => docker.run(['load', '-q', '-i', archive]));
+          sync();
+        }),
+      );
+      loads.docker.push(loaded);
+    let id = '';
+    creates.docker.push(time(() => (id = docker.run(['create', 'bench:1']).trim())));
+    docker.run(['rm', id]);
+      saves.docker.push(time(() => docker.run(['save', '-o', out, 'bench:1'])));
+      rmSync(out);
+      docker.run(['rmi', 'bench:1']);
+      durable.strata.push(
+        time(() => {
+          loaded = time(() => strata('load', '-q', '-i', archive));
+          sync();
+        }),
+      );
+      loads.strata.push(loaded);
+    creates.strata.push(
       time(() => {
-        loaded = time(() => docker.run(['load', '-q', '-i', archive]));
-        sync();
+        id = strata('container', 'create', 'bench:1').toString().trim();
+        strata('container', 'mount', id);
       }),
     );
-    loads.docker.push(loaded);
-    saves.docker.push(time(() => docker.run(['save', '-o', out, 'bench:1'])));
-    rmSync(out);
-    docker.run(['rmi', 'bench:1']);
-    durable.strata.push(
-      time(() => {
-        loaded = time(() => strata('load', '-q', '-i', archive));
-        sync();
-      }),
-    );
-    loads.strata.push(loaded);
-    saves.strata.push(time(() => strata('save', '-o', out, 'bench:1')));
-    rmSync(out);
-    strata('image', 'rm', 'bench:1');
+    strata('container', 'rm', '-f', id);
+      saves.strata.push(time(() => strata('save', '-o', out, 'bench:1')));
+      rmSync(out);
+      strata('image', 'rm', 'bench:1');
+      const unpacked = join(work, 'unpacked');
+      mkdirSync(unpacked);
+      unpacks.push(time(() => execFileSync('sh', ['-c', unpackScript, 'unpack', archive, unpacked])));
+      rmSync(unpacked, { recursive: true });
+      hashes.push(time(() => execFileSync('sha256sum', [archive])));
+    }
+    const section = (what: string) => `${what} of a ${TOTAL_MB} MB, ${LAYERS}-layer docker-archive`;
+    const pair = (what: string, ours: number[], theirs: number[]) => {
+      const common = { case: 'image-load-save', section: section(what), fs: 'ext4', unit: 'ms' as const };
+      return [
+        row({ ...common, subject: `strata ${what}`, value: stats(ours), baseline: `docker ${what}`, base: stats(theirs) }),
+        row({ ...common, subject: `docker ${what}`, value: stats(theirs) }),
+      ];
+    };
+    const floor = { case: 'image-load-save', section: section('load'), fs: 'ext4', unit: 'ms' as const };
+    return [
+      ...pair('load', loads.strata, loads.docker),
+      row({ ...floor, subject: 'tar -x of the archive and its layers + sync', value: stats(unpacks) }),
+      row({ ...floor, subject: 'sha256sum of the archive', value: stats(hashes) }),
+      ...pair('load, durable (+ sync)', durable.strata, durable.docker),
+      ...pair('save', saves.strata, saves.docker),
+    row({ case: 'image-load-save', section: `container create of a ${LAYERS}-layer image, through the CLI`, fs: 'ext4', unit: 'ms', subject: 'strata container create + mount', value: stats(creates.strata), baseline: 'docker create', base: stats(creates.docker) }),
+    row({ case: 'image-load-save', section: `container create of a ${LAYERS}-layer image, through the CLI`, fs: 'ext4', unit: 'ms', subject: 'docker create', value: stats(creates.docker) }),
+    ];
+  } finally {
+    await cleanups.release();
+    await scratch.release();
   }
-  const line = (what: string, ours: number[], theirs: number[]) => {
-    const a = stats(ours);
-    const b = stats(theirs);
-    console.log(`${what}: strata ${fmt(a)}; docker ${fmt(b)}; docker/strata ${(b.median / a.median).toFixed(2)}x`);
-  };
-  line('load', loads.strata, loads.docker);
-  line('load, durable', durable.strata, durable.docker);
-  line('save', saves.strata, saves.docker);
-} finally {
-  await cleanups.release();
 }
+
+export const imageLoadSave: BenchCase = {
+  name: 'image-load-save',
+  about: 'strata load, container create, save against docker (private dockerd); tar -x and sha256sum of the same archive',
+  needs: ['dockerd', 'docker', 'mkfs.ext4', 'tar', 'sha256sum', 'sh'],
+  run: (context) => measure(context.runs ?? 5),
+};

@@ -2,18 +2,17 @@
 // syncfs included) against `tar -x` + syncfs of the same ~500 MB, ~12,000-entry
 // archive into the same fresh filesystem (tmpfs, or a loop-mounted ext4 whose
 // image lives on the disk); and exportLayerArchive against `tar -c`.
-// Run as root in a private mount namespace:
-//   scripts/in-private-ns npx tsx bench/layer-import.ts [runs] [tmpfs|ext4]
+// Each timed operation runs in a child process (this file with --child), so
+// its peak RSS is its own.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 import { applyLayerArchive } from '../lib/archive/apply.js';
 import { exportLayerArchive } from '../lib/archive/export.js';
-import { mount, unmount } from '../lib/native/mount.js';
+import { freshFilesystem, row, stats, type BenchCase, type BenchFs, type Row } from './support.js';
 
 const self = fileURLToPath(import.meta.url);
 
@@ -65,11 +64,6 @@ function timedShell(command: string, scratch: string): { seconds: number; cpuSec
   return { seconds: wall!, cpuSeconds: user! + system! };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 /** ~500 MB in ~11,000 files and ~1,000 directories, file sizes skewed small. */
 function generateTree(root: string): void {
   let seed = 12345;
@@ -87,26 +81,17 @@ function generateTree(root: string): void {
   }
 }
 
-async function main(): Promise<void> {
-  const runs = Number(process.argv[2] ?? 5);
-  const fs = process.argv[3] ?? 'tmpfs';
-  const base = mkdtempSync(join(tmpdir(), 'strata-bench-'));
-  const image = `${base}.img`;
-  if (fs === 'ext4') {
-    execFileSync('truncate', ['-s', '8G', image]);
-    execFileSync('mkfs.ext4', ['-q', '-F', image]);
-    execFileSync('mount', ['-o', 'loop', image, base]);
-  } else {
-    await mount(base, { source: 'tmpfs', fstype: 'tmpfs', data: 'size=6g' });
-  }
+async function measure(runs: number, fs: BenchFs, log: (message: string) => void): Promise<Row[]> {
+  const scratch = await freshFilesystem(fs, 8);
+  const base = scratch.dir;
   try {
     const tree = join(base, 'tree');
     mkdirSync(tree);
     generateTree(tree);
     const tar = join(base, 'layer.tar');
     execFileSync('tar', ['--format=pax', '-cf', tar, '-C', tree, '.']);
-    const entries = execFileSync('tar', ['-tf', tar], { encoding: 'utf8' }).split('\n').length - 1;
-    console.log(`archive: ${(statSync(tar).size / 1e6).toFixed(0)} MB, ${entries} entries, on ${fs}`);
+    const entries = execFileSync('tar', ['-tf', tar], { encoding: 'utf8', maxBuffer: 1 << 28 }).split('\n').length - 1;
+    const size = `${(statSync(tar).size / 1e6).toFixed(0)} MB, ${entries}-entry layer`;
     rmSync(tree, { recursive: true });
 
     const tarTimes: number[] = [];
@@ -132,7 +117,7 @@ async function main(): Promise<void> {
       mkdirSync(byUs);
       const splitFile = join(base, 'split.json');
       const applied = runChild('apply', tar, byUs, splitFile);
-      if (run === 0) console.log(`tar-split: ${(applied.splitBytes / 1024).toFixed(0)} KiB deflated`);
+      if (run === 0) log(`layer-import: tar-split ${(applied.splitBytes / 1024).toFixed(0)} KiB deflated`);
       applyTimes.push(applied.seconds);
       applyCpu.push(applied.cpuSeconds);
       rss.push(applied.maxRssMb);
@@ -141,27 +126,29 @@ async function main(): Promise<void> {
       exportRss.push(exported.maxRssMb);
       rmSync(byUs, { recursive: true });
     }
-    const report = (name: string, ours: number[], theirs: number[], what: string) =>
-      console.log(
-        `${name}: ours ${median(ours).toFixed(3)} s, ${what} ${median(theirs).toFixed(3)} s, ratio ${(median(ours) / median(theirs)).toFixed(2)}x (median of ${runs})`,
-      );
-    report('import', applyTimes, tarTimes, 'tar -x + syncfs');
-    console.log(
-      `import CPU: ours ${median(applyCpu).toFixed(3)} s (all threads), tar -x ${median(tarCpu).toFixed(3)} s`,
-    );
-    console.log(`import peak RSS: ${median(rss).toFixed(0)} MB (median), max ${Math.max(...rss).toFixed(0)} MB`);
-    report('export', exportTimes, tarcTimes, 'tar -c | cat');
-    console.log(`export peak RSS: ${median(exportRss).toFixed(0)} MB (median)`);
+    const common = { case: 'layer-import', fs };
+    return [
+      row({ ...common, section: `layer import of a ${size} (hashing included)`, subject: 'strata import (applyLayerArchive)', unit: 's', value: stats(applyTimes), baseline: 'tar -x + syncfs', base: stats(tarTimes) }),
+      row({ ...common, section: `layer import of a ${size} (hashing included)`, subject: 'tar -x + syncfs', unit: 's', value: stats(tarTimes) }),
+      row({ ...common, section: 'layer import: CPU seconds (all threads)', subject: 'strata import', unit: 's', value: stats(applyCpu), baseline: 'tar -x', base: stats(tarCpu) }),
+      row({ ...common, section: 'layer import and export: peak RSS', subject: 'strata import', unit: 'MB', value: stats(rss) }),
+      row({ ...common, section: 'layer import and export: peak RSS', subject: 'strata export', unit: 'MB', value: stats(exportRss) }),
+      row({ ...common, section: `layer export of a ${size}`, subject: 'strata export (exportLayerArchive)', unit: 's', value: stats(exportTimes), baseline: 'tar -c | cat', base: stats(tarcTimes) }),
+      row({ ...common, section: `layer export of a ${size}`, subject: 'tar -c | cat', unit: 's', value: stats(tarcTimes) }),
+    ];
   } finally {
-    await unmount(base, ['detach']);
-    rmSync(base, { recursive: true, force: true });
-    rmSync(image, { force: true });
+    await scratch.release();
   }
 }
 
-if (process.argv[2] === '--child') {
+export const layerImport: BenchCase = {
+  name: 'layer-import',
+  about: 'layer import (hashing, tar-split, syncfs) against tar -x + syncfs; export against tar -c; peak RSS',
+  needs: ['mkfs.ext4', 'tar', '/usr/bin/time'],
+  run: (context) => measure(context.runs ?? 3, 'ext4', context.log),
+};
+
+if (process.argv[1] === self && process.argv[2] === '--child') {
   const [, , , mode, tar, dir, splitFile] = process.argv;
   await child(mode!, tar!, dir!, splitFile!);
-} else {
-  await main();
 }

@@ -1,8 +1,8 @@
 // What every benchmark needs: a fresh loop-backed filesystem per case (the
 // root ext4 here slows down after mass deletes), repeated timings reduced to
-// median/min/max, and results written as JSON under bench/out/.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// median/min/max, and the rows a case returns to bench/run.ts.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -38,7 +38,25 @@ export async function freshFilesystem(type: BenchFs, sizeGiB = 4): Promise<Scrat
   const loop = await attachLoop(image, { autoclear: true });
   await mount(dir, { source: loop.device, fstype: type });
   await loop.close(); // autoclear: the device goes when the filesystem is unmounted
-  return { dir, release: async () => { await unmount(dir); rmSync(base, { recursive: true, force: true }); } };
+  return { dir, release: () => release(dir, base) };
+}
+
+/**
+ * Unmounts a scratch filesystem and removes its image. A busy one (a process
+ * a peer left behind) is detached lazily, naming the holders, so that the
+ * error that left it busy is the one reported.
+ */
+async function release(dir: string, base: string): Promise<void> {
+  try {
+    await unmount(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+    const holders = spawnSync('fuser', ['-vm', dir], { encoding: 'utf8' });
+    const report = `${holders.stderr}${holders.stdout}`.split('\n').filter((line) => line && !line.startsWith('Cannot stat'));
+    console.error(`bench: ${dir} is busy, detaching it lazily; held by:\n${report.join('\n')}`);
+    await unmount(dir, ['detach']);
+  }
+  rmSync(base, { recursive: true, force: true });
 }
 
 export interface Stats {
@@ -67,12 +85,50 @@ export async function time(fn: () => Promise<unknown> | unknown, runs: number, w
   return stats(samples);
 }
 
-export const fmt = (s: Stats, unit = 'ms') => `${s.median.toFixed(3)} ${unit} (min ${s.min.toFixed(3)}, max ${s.max.toFixed(3)}, n=${s.runs})`;
+/** One measured figure: a subject against its baseline, both from the same run. */
+export interface Row {
+  /** The registry name of the case that measured it. */
+  case: string;
+  /** The table it belongs in: what was measured. */
+  section: string;
+  /** The backing filesystem, or where it ran ("ext4 (6.1 guest)"). */
+  fs: string;
+  subject: string;
+  baseline?: string;
+  unit: 'ms' | 's' | 'MB' | 'bytes';
+  value: Stats;
+  base?: Stats;
+  /** value.median / base.median: above 1, the subject takes that many times the baseline. */
+  ratio?: number;
+  /** Disk space the subject's result took on the backing filesystem, median of the runs. */
+  bytesUsed?: number;
+  note?: string;
+}
 
-export function writeResult(name: string, result: unknown): string {
-  const dir = join(import.meta.dirname, 'out');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  return file;
+/** A row with its ratio filled in when it has a baseline. */
+export function row(fields: Omit<Row, 'ratio'>): Row {
+  return fields.base ? { ...fields, ratio: fields.value.median / fields.base.median } : fields;
+}
+
+export interface BenchContext {
+  /** Runs asked for with --runs; each case has its own default. */
+  runs?: number;
+  log(message: string): void;
+}
+
+/** One entry of `npm run bench`'s registry (bench/cases.ts). */
+export interface BenchCase {
+  name: string;
+  /** One line for --list. */
+  about: string;
+  /** Commands that must be on PATH; "vm" is the UML guest (scripts/vm-run). */
+  needs: readonly string[];
+  run(context: BenchContext): Promise<Row[]>;
+}
+
+/** Bytes allocated on the filesystem holding `dir`, after writing out what is dirty. */
+export function usedBytes(dir: string): number {
+  execFileSync('sync', ['-f', dir]);
+  const s = statfsSync(dir);
+  return (s.blocks - s.bfree) * s.bsize;
 }

@@ -1,49 +1,21 @@
 // Tree copy (the vfs driver's hot path) against `cp -a --reflink=auto`, on
 // fresh loop-mounted xfs (reflink=1), btrfs and ext4: ~10,000 small files and
-// a few large ones, median of 5 runs with min and max.
-// Run as root: scripts/in-private-ns npx tsx bench/tree-copy.ts [runs]
+// a few large ones.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { attachLoop } from '../lib/native/loop.js';
-import { mount, unmount } from '../lib/native/mount.js';
 import { copyTree, type TreeCopyStats } from '../lib/native/tree.js';
+import { freshFilesystem, row, stats, type BenchCase, type Row } from './support.js';
 
 type Fs = 'xfs' | 'btrfs' | 'ext4';
 
 const MiB = 1024 * 1024;
-const runs = Number(process.argv[2] ?? 5);
 const smallDirs = 100;
 const filesPerDir = 100;
 const largeFiles = 3;
 const largeSize = 64 * MiB;
-
-const mkfs: Record<Fs, string[]> = {
-  xfs: ['mkfs.xfs', '-q', '-m', 'reflink=1'],
-  btrfs: ['mkfs.btrfs', '-q'],
-  ext4: ['mkfs.ext4', '-q', '-F'],
-};
-
-/** A fresh `fs` in a sparse image, loop-mounted; returns the mount point and its teardown. */
-async function freshFs(base: string, fs: Fs): Promise<{ mnt: string; release: () => Promise<void> }> {
-  const image = join(base, `${fs}.img`);
-  const mnt = join(base, fs);
-  mkdirSync(mnt);
-  writeFileSync(image, '');
-  truncateSync(image, 2048 * MiB);
-  const [command, ...args] = mkfs[fs];
-  execFileSync(command!, [...args, image]);
-  const loop = await attachLoop(image, { autoclear: true });
-  try {
-    await mount(mnt, { source: loop.device, fstype: fs });
-  } finally {
-    await loop.close(); // the mount holds the device; unmounting detaches it
-  }
-  return { mnt, release: () => unmount(mnt) };
-}
 
 /** Small files of 100 B to 8 KiB in 100 directories, and a few large files. */
 function makeTree(root: string): void {
@@ -70,8 +42,9 @@ interface Sample {
   stats?: TreeCopyStats;
 }
 
-async function benchFs(base: string, fs: Fs): Promise<Sample> {
-  const { mnt, release } = await freshFs(base, fs);
+async function benchFs(fs: Fs, runs: number): Promise<Sample> {
+  const scratch = await freshFilesystem(fs, 2);
+  const mnt = scratch.dir;
   try {
     const src = join(mnt, 'src');
     makeTree(src);
@@ -105,45 +78,31 @@ async function benchFs(base: string, fs: Fs): Promise<Sample> {
     }
     return sample;
   } finally {
-    await release();
+    await scratch.release();
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function summary(xs: number[]): string {
-  return `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})`;
-}
-
-async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('run as root (scripts/in-private-ns npx tsx bench/tree-copy.ts)');
-  const base = mkdtempSync(join(tmpdir(), 'strata-bench-'));
-  const rows: string[][] = [];
-  try {
+export const treeCopy: BenchCase = {
+  name: 'tree-copy',
+  about: "the vfs driver's native parallel tree copy against cp -a --reflink=auto on xfs, btrfs, ext4",
+  needs: ['mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'cp'],
+  async run(context) {
+    const rows: Row[] = [];
     for (const fs of ['xfs', 'btrfs', 'ext4'] as const) {
-      const s = await benchFs(base, fs);
+      const s = await benchFs(fs, context.runs ?? 5);
       const st = s.stats!;
-      rows.push([
+      const common = {
+        case: 'tree-copy',
+        section: `tree copy of ${smallDirs * filesPerDir} small files + ${largeFiles} × ${largeSize / MiB} MiB`,
         fs,
-        summary(s.native),
-        summary(s.single),
-        summary(s.cp),
-        (median(s.cp) / median(s.native)).toFixed(2),
-        `${st.files} files: ${st.reflinked} reflinked, ${st.copyRanged} copy_file_range, ${st.copied} read/write`,
-      ]);
+        unit: 'ms' as const,
+      };
+      const cp = stats(s.cp);
+      const did = `${st.reflinked} reflinked, ${st.copyRanged} copy_file_range, ${st.copied} read/write`;
+      rows.push(row({ ...common, subject: 'copyTree', value: stats(s.native), baseline: 'cp -a --reflink=auto', base: cp, note: did }));
+      rows.push(row({ ...common, subject: 'copyTree, 1 thread', value: stats(s.single), baseline: 'cp -a --reflink=auto', base: cp }));
+      rows.push(row({ ...common, subject: 'cp -a --reflink=auto', value: cp }));
     }
-  } finally {
-    rmSync(base, { recursive: true, force: true });
-  }
-  const header = ['fs', 'copyTree ms median (min-max)', '1 thread', 'cp -a', 'cp/copyTree', 'copyTree did'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  console.log(`${smallDirs * filesPerDir} small files + ${largeFiles} x ${largeSize / MiB} MiB, ${runs} runs each, ms`);
-  console.log(line(header));
-  for (const row of rows) console.log(line(row));
-}
-
-await main();
+    return rows;
+  },
+};

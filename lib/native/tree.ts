@@ -7,6 +7,8 @@ export type TreeCopyStats = NativeTreeCopyStats;
 export interface TreeCopyOptions {
   /** Worker threads inside the one call (1 to 64); absent: min(4, hardware threads). */
   threads?: number;
+  /** false: read and write every byte, sharing no extent with `src` (default true: reflink where possible). */
+  reflink?: boolean;
 }
 
 /**
@@ -21,5 +23,5 @@ export async function copyTree(src: string, dst: string, options: TreeCopyOption
   if (options.threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 64)) {
     throw new RangeError(`threads must be an integer from 1 to 64, got ${String(options.threads)}`);
   }
-  return withCallerStack(native.copyTree(src, dst, threads));
+  return withCallerStack(native.copyTree(src, dst, threads, options.reflink ?? true));
 }

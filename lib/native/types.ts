@@ -73,7 +73,7 @@ export interface NativeBinding {
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
 
   // tree.cc
-  copyTree(src: string, dst: string, threads: number): Promise<NativeTreeCopyStats>;
+  copyTree(src: string, dst: string, threads: number, reflink: boolean): Promise<NativeTreeCopyStats>;
 
   // btrfs.cc
   btrfsCreateSubvolume(path: string): Promise<void>;

@@ -31,7 +31,7 @@ export interface StoreOptions {
   driver?: string;
   /**
    * Options for the driver, as docker's --storage-opt (devicemapper: dm.datadev,
-   * dm.basesize...); defaults to $STRATA_STORAGE_OPTS, "key=value,key=value".
+   * dm.basesize...; vfs: vfs.copy); defaults to $STRATA_STORAGE_OPTS, "key=value,key=value".
    */
   driverOptions?: Readonly<Record<string, string>>;
 }
@@ -55,7 +55,7 @@ const drivers: Record<string, (root: string, context: DriverContext) => StorageD
   overlay2: (root) => new Overlay2Driver(root),
   btrfs: (root) => new BtrfsDriver(root),
   devicemapper: (root, { db, options }) => new DevicemapperDriver(root, thinIdRegistry(db), options),
-  vfs: (root) => new VfsDriver(root),
+  vfs: (root, { options }) => new VfsDriver(root, 'vfs', options),
 };
 
 /**

@@ -9,14 +9,16 @@ namespace {
 
 constexpr uint32_t kMaxThreads = 64;
 
-// copyTree(src, dst, threads): threads 0 picks min(4, hardware threads).
+// copyTree(src, dst, threads, reflink): threads 0 picks min(4, hardware
+// threads); reflink false copies every byte with read/write.
 Napi::Value CopyTreeJs(const Napi::CallbackInfo& info) {
   std::string src = PathArg(info, 0, "src");
   std::string dst = PathArg(info, 1, "dst");
   uint32_t threads = Uint32Arg(info, 2, "threads", kMaxThreads);
+  bool reflink = BoolArg(info, 3, "reflink");
   auto stats = std::make_shared<TreeCopyStats>();
   return RunAsync(
-      info.Env(), "strata.copyTree", [=] { return CopyTree(src, dst, threads, *stats); },
+      info.Env(), "strata.copyTree", [=] { return CopyTree(src, dst, threads, reflink, *stats); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         const std::pair<const char*, uint64_t> fields[] = {

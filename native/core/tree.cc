@@ -123,8 +123,8 @@ Failure MakeSpecial(const Entry& e) {
 
 class TreeCopier {
  public:
-  TreeCopier(InodeKey dst_root, uint64_t dst_mount, Owner self)
-      : dst_root_(dst_root), dst_mount_(dst_mount), self_(self) {}
+  TreeCopier(InodeKey dst_root, uint64_t dst_mount, Owner self, bool reflink)
+      : dst_root_(dst_root), dst_mount_(dst_mount), self_(self), reflink_(reflink) {}
 
   Failure Run(Entry root, unsigned threads, TreeCopyStats& total) {
     if (Failure f = CopyDirectory(root, false)) return f;
@@ -265,14 +265,20 @@ class TreeCopier {
   // remembered so that later files skip the attempt; errors about one file
   // only make that file fall back.
   Failure CopyFileData(const Entry& e, TreeCopyStats& stats) {
+    CloneMethod used = CloneMethod::kCopy;
+    uint64_t bytes = 0;
+    if (!reflink_) {
+      if (Failure f = CloneFile(e.src, e.dst, CloneMode::kCopy, used, bytes)) return f;
+      stats.bytes += bytes;
+      stats.copied++;
+      return Ok();
+    }
     std::pair<uint64_t, uint64_t> mounts{e.st.stx_mnt_id, dst_mount_};
     bool try_reflink;
     {
       std::lock_guard<std::mutex> lock(links_mutex_);
       try_reflink = no_reflink_.count(mounts) == 0;
     }
-    CloneMethod used = CloneMethod::kCopy;
-    uint64_t bytes = 0;
     if (try_reflink) {
       Failure f = CloneFile(e.src, e.dst, CloneMode::kReflink, used, bytes);
       if (!f) {
@@ -299,6 +305,7 @@ class TreeCopier {
   const InodeKey dst_root_;
   const uint64_t dst_mount_;
   const Owner self_;  // who new files belong to
+  const bool reflink_;  // false: read/write copies only
 
   std::mutex mutex_;  // guards queue_, busy_, failure_, dirs_
   std::condition_variable wake_;
@@ -341,7 +348,7 @@ Failure PrepareDestination(const std::string& dst) {
 
 }  // namespace
 
-Failure CopyTree(const std::string& src, const std::string& dst, unsigned threads,
+Failure CopyTree(const std::string& src, const std::string& dst, unsigned threads, bool reflink,
                  TreeCopyStats& stats) {
   Entry root{src, dst, {}};
   if (statx(AT_FDCWD, src.c_str(), 0, kStatxMask, &root.st) != 0)
@@ -359,7 +366,7 @@ Failure CopyTree(const std::string& src, const std::string& dst, unsigned thread
   if (KeyOf(dst_st) == KeyOf(root.st)) return Fail(EINVAL, "copytree", src, dst);
 
   if (threads == 0) threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
-  TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id, self);
+  TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id, self, reflink);
   return copier.Run(std::move(root), threads, stats);
 }
 

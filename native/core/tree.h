@@ -30,7 +30,9 @@ struct TreeCopyStats {
 // `threads` workers share the work (0: min(4, hardware threads)). On failure
 // `dst` is left partly copied for the caller to remove. Paths longer than
 // PATH_MAX fail with ENAMETOOLONG (files are opened by path, see clone.h).
-Failure CopyTree(const std::string& src, const std::string& dst, unsigned threads,
+// With `reflink` false every byte is read and written: no extent is shared
+// with `src`, not even by copy_file_range (a full copy, on any filesystem).
+Failure CopyTree(const std::string& src, const std::string& dst, unsigned threads, bool reflink,
                  TreeCopyStats& stats);
 
 }  // namespace strata

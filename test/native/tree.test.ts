@@ -218,6 +218,19 @@ describe('native tree copy', function () {
     });
   }
 
+  it('reads and writes every byte with reflink: false, even where reflinks work (xfs)', async function () {
+    const mnt = await fsImage(cleanups, 'xfs');
+    const src = join(mnt, 'src');
+    mkdirSync(src);
+    const files = makeTree(src);
+    const dst = join(mnt, 'dst');
+    const stats = await copyTree(src, dst, { reflink: false });
+    expectCounts(stats, files);
+    expect(stats).to.include({ reflinked: 0, copyRanged: 0, copied: files });
+    expectSameTree(src, dst);
+    expect(statSync(join(dst, 'sparse')).blocks).to.equal(statSync(join(src, 'sparse')).blocks);
+  });
+
   it('falls back to copying on ext4, keeping holes and everything else', async function () {
     const mnt = await fsImage(cleanups, 'ext4');
     const src = join(mnt, 'src');
@@ -351,13 +364,14 @@ describe('native tree copy', function () {
     it('throws TypeErrors instead of crashing', function () {
       const dir = scratchDir(cleanups);
       const bad: Array<[string, () => unknown]> = [
-        ['non-string src', () => native.copyTree(1 as unknown as string, dir, 0)],
-        ['empty dst', () => native.copyTree(dir, '', 0)],
-        ['NUL in dst', () => native.copyTree(dir, '/tmp/a\0b', 0)],
-        ['negative threads', () => native.copyTree(dir, join(dir, 'x'), -1)],
-        ['fractional threads', () => native.copyTree(dir, join(dir, 'x'), 1.5)],
-        ['too many threads', () => native.copyTree(dir, join(dir, 'x'), 65)],
+        ['non-string src', () => native.copyTree(1 as unknown as string, dir, 0, true)],
+        ['empty dst', () => native.copyTree(dir, '', 0, true)],
+        ['NUL in dst', () => native.copyTree(dir, '/tmp/a\0b', 0, true)],
+        ['negative threads', () => native.copyTree(dir, join(dir, 'x'), -1, true)],
+        ['fractional threads', () => native.copyTree(dir, join(dir, 'x'), 1.5, true)],
+        ['too many threads', () => native.copyTree(dir, join(dir, 'x'), 65, true)],
         ['missing threads', () => (native.copyTree as unknown as (a: string, b: string) => unknown)(dir, join(dir, 'x'))],
+        ['missing reflink', () => (native.copyTree as unknown as (a: string, b: string, c: number) => unknown)(dir, join(dir, 'x'), 0)],
       ];
       for (const [what, call] of bad) expect(call, what).to.throw(TypeError);
       expect(existsSync(join(dir, 'x'))).to.equal(false);

@@ -1,9 +1,12 @@
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { statfsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
 import { Store } from '../../lib/store/store.js';
 import { strata } from '../support/cli.js';
-import { Cleanups, isRoot, tmpfsDir } from '../support/fixtures.js';
+import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { fsImage } from '../support/images.js';
 
 describe('overlay2 start-up checks', function () {
@@ -72,5 +75,52 @@ describe('overlay2 start-up checks', function () {
     expect(json.storageDriver.name).to.equal('overlay2');
     expect(json.drivers.find((d: { name: string }) => d.name === 'aufs')).to.include({ available: false });
     expect(json.overlay.maxLowers).to.equal(500);
+  });
+});
+
+describe('vfs options', function () {
+  const cleanups = new Cleanups();
+  before(function () {
+    if (!isRoot) this.skip();
+  });
+  afterEach(() => cleanups.release());
+
+  /** Bytes a container's copy of an 8 MiB layer file took on xfs (reflink=1), with the given options. */
+  async function copyCost(driverOptions: Record<string, string>): Promise<{ bytes: number; copies: string | undefined }> {
+    const mnt = await fsImage(cleanups, 'xfs');
+    const store = await Store.open({ root: `${mnt}/store`, driver: 'vfs', driverOptions });
+    cleanups.defer(() => store.close());
+    const tree = scratchDir(cleanups, 'tree');
+    writeFileSync(join(tree, 'data'), Buffer.alloc(8 * 1024 * 1024, 7));
+    const tar = execFileSync('tar', ['-C', tree, '-cf', '-', '.'], { maxBuffer: 1 << 26 });
+    const { layer } = await store.layers.import(Readable.from([tar]), { explicit: true });
+    const used = () => {
+      execFileSync('sync', ['-f', mnt]);
+      const s = statfsSync(mnt);
+      return (s.blocks - s.bfree) * s.bsize;
+    };
+    const before = used();
+    await store.containers.create(layer.chainId);
+    return { bytes: used() - before, copies: Object.fromEntries(store.driverStatus)['Copies'] };
+  }
+
+  it('copies every byte with vfs.copy=copy, and shares extents by default on xfs', async function () {
+    const full = await copyCost({ 'vfs.copy': 'copy' });
+    expect(full.copies).to.equal('full (vfs.copy=copy)');
+    expect(full.bytes).to.be.at.least(8 * 1024 * 1024);
+    const reflinked = await copyCost({});
+    expect(reflinked.copies).to.equal('reflink (extents shared)');
+    expect(reflinked.bytes).to.be.below(1024 * 1024);
+  });
+
+  it('refuses an unknown option or copy mode, naming it', async function () {
+    const root = await tmpfsDir(cleanups);
+    for (const [options, message] of [
+      [{ 'vfs.size': '1G' }, 'vfs: unknown option vfs.size (use vfs.copy)'],
+      [{ 'vfs.copy': 'fast' }, 'vfs: vfs.copy=fast: use reflink or copy'],
+    ] as const) {
+      const error = await Store.open({ root, driver: 'vfs', driverOptions: options }).catch((e: unknown) => e);
+      expect(error).to.include({ code: 'ERR_DRIVER_UNSUPPORTED', message });
+    }
   });
 });
