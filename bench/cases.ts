@@ -6,6 +6,7 @@ import { copyUp, copyUpDevicemapper } from './copy-up.js';
 import { imageLoadSave } from './image-load-save.js';
 import { layerImport } from './layer-import.js';
 import type { BenchCase } from './support.js';
+import { systemDf } from './system-df.js';
 import { treeCopy } from './tree-copy.js';
 
 export const cases: readonly BenchCase[] = [
@@ -16,4 +17,5 @@ export const cases: readonly BenchCase[] = [
   commit,
   layerImport,
   treeCopy,
+  systemDf,
 ];

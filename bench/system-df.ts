@@ -12,12 +12,11 @@ import { Readable } from 'node:stream';
 import type { Digest } from '../lib/store/digest.js';
 import { Store } from '../lib/store/store.js';
 import { diskUsage } from '../lib/store/usage.js';
-import { dockerAvailable, PrivateDocker } from '../test/support/docker.js';
+import { PrivateDocker } from '../test/support/docker.js';
 import { Cleanups } from '../test/support/fixtures.js';
 import { buildTar, sha256 } from '../test/support/tar-builder.js';
-import { fmt, freshFilesystem, time, writeResult } from './support.js';
+import { freshFilesystem, row, time, type BenchCase } from './support.js';
 
-const runs = Number(process.env.BENCH_RUNS ?? 10);
 const repo = join(import.meta.dirname, '..');
 const cliMain = join(repo, 'dist/cli/main.js');
 
@@ -41,7 +40,7 @@ async function addImage(store: Store, name: string, depth: number): Promise<{ id
 }
 
 /** Milliseconds of the strata CLI process (compiled, as installed), from spawn to exit. */
-function timeCli(root: string, args: string[]) {
+function timeCli(root: string, args: string[], runs: number) {
   return time(() => {
     const result = spawnSync(process.execPath, [cliMain, '--root', root, ...args], { maxBuffer: 1 << 28 });
     if (result.status !== 0) throw new Error(`strata ${args.join(' ')}: ${result.stderr.toString()}`);
@@ -49,18 +48,18 @@ function timeCli(root: string, args: string[]) {
 }
 
 /** What every CLI figure includes whatever the store holds. */
-async function cliFloor(dir: string) {
+async function cliFloor(dir: string, runs: number) {
   const root = join(dir, 'empty');
   (await Store.open({ root })).close();
   return {
     node: await time(() => execFileSync(process.execPath, ['-e', '']), runs),
-    layerLs: await timeCli(root, ['layer', 'ls']),
-    imageLs: await timeCli(root, ['image', 'ls']),
-    systemDf: await timeCli(root, ['system', 'df']),
+    layerLs: await timeCli(root, ['layer', 'ls'], runs),
+    imageLs: await timeCli(root, ['image', 'ls'], runs),
+    systemDf: await timeCli(root, ['system', 'df'], runs),
   };
 }
 
-async function manyContainers(dir: string) {
+async function manyContainers(dir: string, runs: number) {
   const root = join(dir, 'containers');
   const store = await Store.open({ root });
   try {
@@ -77,13 +76,13 @@ async function manyContainers(dir: string) {
     }
     const library = await time(() => diskUsage(store), runs);
     store.close();
-    return { library, cli: await timeCli(root, ['system', 'df']) };
+    return { library, cli: await timeCli(root, ['system', 'df'], runs) };
   } finally {
     store.close();
   }
 }
 
-async function manyLayers(dir: string) {
+async function manyLayers(dir: string, runs: number) {
   const root = join(dir, 'layers');
   const store = await Store.open({ root });
   try {
@@ -106,9 +105,9 @@ async function manyLayers(dir: string) {
     };
     store.close();
     const cli = {
-      layerLs: await timeCli(root, ['layer', 'ls']),
-      imageLs: await timeCli(root, ['image', 'ls']),
-      systemDf: await timeCli(root, ['system', 'df']),
+      layerLs: await timeCli(root, ['layer', 'ls'], runs),
+      imageLs: await timeCli(root, ['image', 'ls'], runs),
+      systemDf: await timeCli(root, ['system', 'df'], runs),
     };
     return { layers: layerCount, setupSeconds, library, cli };
   } finally {
@@ -116,8 +115,7 @@ async function manyLayers(dir: string) {
   }
 }
 
-async function dockerBaseline(dir: string) {
-  if (!dockerAvailable) return undefined;
+async function dockerBaseline(dir: string, runs: number) {
   const cleanups = new Cleanups();
   try {
     const docker = await PrivateDocker.start(cleanups, dir);
@@ -129,24 +127,35 @@ async function dockerBaseline(dir: string) {
   }
 }
 
-// The CLI is timed as installed: the compiled JavaScript, not tsx.
-execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repo, stdio: 'inherit' });
-const scratch = await freshFilesystem('tmpfs', 4);
-try {
-  const floor = await cliFloor(scratch.dir);
-  console.log(`floor: node -e '' ${fmt(floor.node)}; strata system df on an empty store ${fmt(floor.systemDf)}`);
-  const containers = await manyContainers(scratch.dir);
-  console.log(`1,000 containers, 100 images: strata diskUsage() ${fmt(containers.library)}`);
-  console.log(`1,000 containers, 100 images: strata system df (process) ${fmt(containers.cli)}`);
-  const docker = await dockerBaseline(scratch.dir);
-  if (docker) console.log(`50 containers: docker system df (process) ${fmt(docker)}`);
-  else console.log('docker system df: skipped (no dockerd/docker on PATH)');
-  const layers = await manyLayers(scratch.dir);
-  console.log(`${layers.layers} layers (set up in ${layers.setupSeconds.toFixed(0)} s):`);
-  for (const key of ['layerLs', 'imageLs', 'systemDf'] as const) {
-    console.log(`  ${key}: library ${fmt(layers.library[key])}; CLI process ${fmt(layers.cli[key])} (empty store: ${fmt(floor[key])})`);
-  }
-  console.log(`results: ${writeResult('system-df', { floor, containers, docker, layers })}`);
-} finally {
-  await scratch.release();
-}
+export const systemDf: BenchCase = {
+  name: 'system-df',
+  about: 'system df with 1,000 containers against docker system df; layer ls, image ls, system df with 10,000 layers',
+  needs: ['dockerd', 'docker'],
+  async run(context) {
+    const runs = context.runs ?? 10;
+    // The CLI is timed as installed: the compiled JavaScript, not tsx.
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repo, stdio: 'inherit' });
+    const scratch = await freshFilesystem('tmpfs', 4);
+    try {
+      const floor = await cliFloor(scratch.dir, runs);
+      const containers = await manyContainers(scratch.dir, runs);
+      const docker = await dockerBaseline(scratch.dir, runs);
+      context.log('system-df: 10,000 layers (100 images of 100 layers) being made');
+      const layers = await manyLayers(scratch.dir, runs);
+      const many = { case: 'system-df', section: 'system df: 1,000 containers, 100 images', fs: 'tmpfs', unit: 'ms' as const };
+      const deep = { case: 'system-df', section: `${layers.layers} layers: list and df`, fs: 'tmpfs', unit: 'ms' as const };
+      const names = { layerLs: 'layer ls', imageLs: 'image ls', systemDf: 'system df' } as const;
+      return [
+        row({ ...many, subject: 'diskUsage() (library)', baseline: 'docker system df, 50 containers (process)', value: containers.library, base: docker }),
+        row({ ...many, subject: 'strata system df (process)', baseline: 'docker system df, 50 containers (process)', value: containers.cli, base: docker }),
+        row({ ...many, subject: "node -e '' (process start alone)", value: floor.node }),
+        ...(['layerLs', 'imageLs', 'systemDf'] as const).flatMap((key) => [
+          row({ ...deep, subject: `${names[key]} (library)`, value: layers.library[key] }),
+          row({ ...deep, subject: `strata ${names[key]} (process)`, baseline: 'the same on an empty store', value: layers.cli[key], base: floor[key] }),
+        ]),
+      ];
+    } finally {
+      await scratch.release();
+    }
+  },
+};

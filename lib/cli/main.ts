@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The strata command: a thin shell over the library. Data goes to stdout,
 // progress and logs to stderr; failures exit non-zero with one line on stderr.
+import { readFileSync } from 'node:fs';
+
 import { Command, CommanderError } from 'commander';
 
 import { registerContainer } from './commands/container.js';
@@ -12,9 +14,15 @@ import { registerSystem } from './commands/system.js';
 import { registerVolume } from './commands/volume.js';
 import { UsageError } from './output.js';
 
+/** The package's version: dist/cli/main.js and lib/cli/main.ts both sit two levels below package.json. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command('strata')
     .description('Layered container storage: image layers, container layers, storage drivers, volumes')
+    .version(packageVersion(), '-v, --version', 'print the version')
     .option('--root <dir>', 'store root directory (env STRATA_ROOT)', process.env.STRATA_ROOT ?? '/var/lib/stratafs')
     .option('--storage-driver <name>', 'storage driver to use (env STRATA_STORAGE_DRIVER)', process.env.STRATA_STORAGE_DRIVER)
     // Options after `run IMAGE` belong to the command run.

@@ -23,6 +23,12 @@ describe('strata layer', function () {
   });
   afterEach(() => cleanups.release());
 
+  it('prints its version as docker does (-v, --version) and exits 0', function () {
+    const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(strata(['--version'])).to.include({ code: 0, stdout: `${version}\n` });
+    expect(strata(['-v'])).to.include({ code: 0, stdout: `${version}\n` });
+  });
+
   it('imports, lists, inspects, exports byte-exact and removes', function () {
     const diffId = sha256(readFileSync(tar));
     const imported = strata(['--root', root, 'layer', 'import', tar]);
