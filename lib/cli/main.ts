@@ -3,6 +3,8 @@
 // progress and logs to stderr; failures exit non-zero with one line on stderr.
 import { Command, CommanderError } from 'commander';
 
+import { registerBuild } from './commands/build.js';
+import { registerBuilder } from './commands/builder.js';
 import { registerContainer } from './commands/container.js';
 import { registerImage } from './commands/image.js';
 import { registerInfo } from './commands/info.js';
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   registerVolume(program);
   registerRun(program);
   registerImage(program);
+  registerBuild(program);
+  registerBuilder(program);
   return program;
 }
 

@@ -36,7 +36,8 @@ export function formatSize(bytes: number): string {
     value /= 1000;
     unit++;
   }
-  const text = unit === 0 ? String(value) : value.toPrecision(3).replace(/\.?0+$/, '');
+  // Trailing zeros go only after a decimal point: 100kB stays 100kB.
+  const text = unit === 0 ? String(value) : value.toPrecision(3).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
   return `${text}${units[unit]}`;
 }
 

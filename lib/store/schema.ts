@@ -132,4 +132,24 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX container_images_image ON container_images(image);
   `,
+  `
+  -- The build cache: what a build step made from the image state it started
+  -- at (parent: that state's config id, or "scratch"), given its normalized
+  -- instruction and the digest of its COPY/ADD sources ('' for none). config
+  -- is the resulting state's image config; an entry holds a reference on its
+  -- top layer, so the layers outlive the images built from them, as Docker's
+  -- intermediate images do.
+  CREATE TABLE build_cache (
+    parent      TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    sources     TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    config      BLOB NOT NULL,
+    top_layer   TEXT REFERENCES layers(chain_id),
+    created     TEXT NOT NULL,
+    last_used   TEXT NOT NULL,
+    PRIMARY KEY (parent, instruction, sources)
+  );
+  CREATE INDEX build_cache_top_layer ON build_cache(top_layer);
+  `,
 ];
