@@ -32,7 +32,8 @@ export function formatSize(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
+  // 999.5 and up would print as "1.00e+3" of this unit: it is 1 of the next.
+  while (value >= 999.5 && unit < units.length - 1) {
     value /= 1000;
     unit++;
   }
