@@ -1,0 +1,91 @@
+// strata build against `docker build` with the classic builder
+// (DOCKER_BUILDKIT=0) of the same Dockerfile and context, from the same base
+// image (strata's, saved and loaded into a private dockerd), on the same fresh
+// filesystem in one run. Two cases, each side alternating:
+//   - rebuild with no change: every step comes from the cache;
+//   - rebuild after one source file changed: COPY and the steps after it run.
+//
+//   scripts/in-private-ns npx tsx bench/build.ts        (env BENCH_RUNS, BENCH_FILES)
+// It builds dist/ first and times the compiled CLI, as installed.
+import { execFileSync } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { saveImages } from '../lib/images/save.js';
+import { Store } from '../lib/store/store.js';
+import { busyboxImage } from '../test/support/busybox-base.js';
+import { PrivateDocker } from '../test/support/docker.js';
+import { Cleanups } from '../test/support/fixtures.js';
+import { fmt, freshFilesystem, stats, writeResult, type Stats } from './support.js';
+
+const runs = Number(process.env.BENCH_RUNS ?? 7);
+const files = Number(process.env.BENCH_FILES ?? 1000);
+const packageRoot = join(import.meta.dirname, '..');
+const cli = join(packageRoot, 'dist/cli/main.js');
+
+// The seed's five-step shape.
+const DOCKERFILE = `FROM base
+COPY . /app
+RUN cat /app/src/* > /app/bundle && mkdir -p /root/.cache && cp /app/bundle /root/.cache/objects
+RUN rm -r /root/.cache
+CMD ["/bin/sh", "-c", "wc -c /app/bundle"]
+`;
+
+function ms(fn: () => void): number {
+  execFileSync('sync');
+  const start = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+execFileSync('npm', ['run', '--silent', 'build:ts'], { cwd: packageRoot, stdio: 'inherit' });
+const scratch = await freshFilesystem('ext4', 8);
+const cleanups = new Cleanups();
+try {
+  const context = join(scratch.dir, 'context');
+  mkdirSync(join(context, 'src'), { recursive: true });
+  for (let i = 0; i < files; i++) writeFileSync(join(context, 'src', `f${i}.txt`), `source file ${i}\n`.repeat(256));
+  writeFileSync(join(context, 'Dockerfile'), DOCKERFILE);
+
+  const root = join(scratch.dir, 'strata');
+  const baseArchive = join(scratch.dir, 'base.tar');
+  const store = await Store.open({ root });
+  try {
+    await busyboxImage(store, cleanups);
+    await saveImages(store, ['base'], createWriteStream(baseArchive), 'docker');
+  } finally {
+    store.close();
+  }
+  const docker = await PrivateDocker.start(cleanups, scratch.dir);
+  docker.run(['load', '-i', baseArchive]);
+
+  const strataBuild = () => execFileSync('node', [cli, '--root', root, 'build', '-q', '-t', 'app', context], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const dockerBuild = () => docker.run(['build', '-q', '--network=none', '-t', 'app', context]);
+  // First builds fill both caches.
+  strataBuild();
+  dockerBuild();
+
+  const unchanged = { strata: [] as number[], docker: [] as number[] };
+  const oneChanged = { strata: [] as number[], docker: [] as number[] };
+  for (let i = 0; i < runs; i++) {
+    unchanged.strata.push(ms(strataBuild));
+    unchanged.docker.push(ms(dockerBuild));
+    writeFileSync(join(context, 'src', 'f0.txt'), `changed ${i}\n`);
+    oneChanged.strata.push(ms(strataBuild));
+    oneChanged.docker.push(ms(dockerBuild));
+  }
+  const summary = (samples: { strata: number[]; docker: number[] }) => {
+    const s: Stats = stats(samples.strata);
+    const d: Stats = stats(samples.docker);
+    return { strata: s, docker: d, ratio: d.median / s.median };
+  };
+  const result = { fs: 'ext4', files, runs, rebuildUnchanged: summary(unchanged), rebuildOneFileChanged: summary(oneChanged) };
+  for (const [name, r] of [['rebuild, no change', result.rebuildUnchanged], ['rebuild, one file changed', result.rebuildOneFileChanged]] as const) {
+    console.log(`${name}: docker build (classic) ${fmt(r.docker)}`);
+    console.log(`${name}: strata build ${fmt(r.strata)}  -> ${r.ratio.toFixed(1)}x faster`);
+  }
+  console.log(`results: ${writeResult('build', result)}`);
+} finally {
+  await cleanups.release();
+  await scratch.release();
+}
