@@ -2,7 +2,7 @@
 // socket below the test base, no network set-up (no iptables, no bridge).
 // It is stopped, and whatever it left mounted is detached, after the suite.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -47,6 +47,8 @@ export class PrivateDocker {
       ],
       { stdio: ['ignore', log, log] },
     );
+    closeSync(log); // dockerd has its own copy; ours would keep the benchmark's filesystem busy
+
     // DOCKER_CONFIG: the CLI keeps no state in the user's home.
     const env = { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(dir, 'config'), DOCKER_BUILDKIT: '0' };
     const docker = new PrivateDocker(dir, daemon, env);
