@@ -5,9 +5,10 @@
 //   - rebuild with no change: every step comes from the cache;
 //   - rebuild after one source file changed: COPY and the steps after it run.
 //
-//   scripts/in-private-ns npx tsx bench/build.ts        (env BENCH_RUNS, BENCH_FILES)
+//   scripts/in-private-ns npx tsx bench/build.ts        (env BENCH_RUNS, BENCH_FILES=1000,5000)
 // It builds dist/ first and times the compiled CLI, as installed.
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -19,7 +20,8 @@ import { Cleanups } from '../test/support/fixtures.js';
 import { fmt, freshFilesystem, stats, writeResult, type Stats } from './support.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 7);
-const files = Number(process.env.BENCH_FILES ?? 1000);
+// Context sizes, in files of 4 kB: a small service's sources, and one with its dependencies vendored.
+const sizes = (process.env.BENCH_FILES ?? '1000,5000').split(',').map(Number);
 const packageRoot = join(import.meta.dirname, '..');
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -42,11 +44,6 @@ execFileSync('npm', ['run', '--silent', 'build:ts'], { cwd: packageRoot, stdio: 
 const scratch = await freshFilesystem('ext4', 8);
 const cleanups = new Cleanups();
 try {
-  const context = join(scratch.dir, 'context');
-  mkdirSync(join(context, 'src'), { recursive: true });
-  for (let i = 0; i < files; i++) writeFileSync(join(context, 'src', `f${i}.txt`), `source file ${i}\n`.repeat(256));
-  writeFileSync(join(context, 'Dockerfile'), DOCKERFILE);
-
   const root = join(scratch.dir, 'strata');
   const baseArchive = join(scratch.dir, 'base.tar');
   const store = await Store.open({ root });
@@ -59,32 +56,41 @@ try {
   const docker = await PrivateDocker.start(cleanups, scratch.dir);
   docker.run(['load', '-i', baseArchive]);
 
-  const strataBuild = () => execFileSync('node', [cli, '--root', root, 'build', '-q', '-t', 'app', context], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const dockerBuild = () => docker.run(['build', '-q', '--network=none', '-t', 'app', context]);
-  // First builds fill both caches.
-  strataBuild();
-  dockerBuild();
-
-  const unchanged = { strata: [] as number[], docker: [] as number[] };
-  const oneChanged = { strata: [] as number[], docker: [] as number[] };
-  for (let i = 0; i < runs; i++) {
-    unchanged.strata.push(ms(strataBuild));
-    unchanged.docker.push(ms(dockerBuild));
-    writeFileSync(join(context, 'src', 'f0.txt'), `changed ${i}\n`);
-    oneChanged.strata.push(ms(strataBuild));
-    oneChanged.docker.push(ms(dockerBuild));
+  const results = [];
+  for (const files of sizes) {
+    // An application's sources: files of 4 kB.
+    const context = join(scratch.dir, `context-${files}`);
+    mkdirSync(join(context, 'src'), { recursive: true });
+    for (let i = 0; i < files; i++) writeFileSync(join(context, 'src', `f${i}.txt`), randomBytes(2048).toString('hex'));
+    writeFileSync(join(context, 'Dockerfile'), DOCKERFILE);
+    const tag = `app-${files}`;
+    const strataBuild = () => execFileSync('node', [cli, '--root', root, 'build', '-q', '-t', tag, context], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const dockerBuild = () => docker.run(['build', '-q', '--network=none', '-t', tag, context]);
+    // First builds fill both caches.
+    strataBuild();
+    dockerBuild();
+    const unchanged = { strata: [] as number[], docker: [] as number[] };
+    const oneChanged = { strata: [] as number[], docker: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      unchanged.strata.push(ms(strataBuild));
+      unchanged.docker.push(ms(dockerBuild));
+      writeFileSync(join(context, 'src', 'f0.txt'), `changed ${i}\n`);
+      oneChanged.strata.push(ms(strataBuild));
+      oneChanged.docker.push(ms(dockerBuild));
+    }
+    const summary = (samples: { strata: number[]; docker: number[] }) => {
+      const s: Stats = stats(samples.strata);
+      const d: Stats = stats(samples.docker);
+      return { strata: s, docker: d, ratio: d.median / s.median };
+    };
+    const result = { fs: 'ext4', files, contextBytes: files * 4096, runs, rebuildUnchanged: summary(unchanged), rebuildOneFileChanged: summary(oneChanged) };
+    results.push(result);
+    for (const [name, r] of [['rebuild, no change', result.rebuildUnchanged], ['rebuild, one file changed', result.rebuildOneFileChanged]] as const) {
+      console.log(`${files} files, ${name}: docker build (classic) ${fmt(r.docker)}`);
+      console.log(`${files} files, ${name}: strata build ${fmt(r.strata)}  -> ${r.ratio.toFixed(1)}x faster`);
+    }
   }
-  const summary = (samples: { strata: number[]; docker: number[] }) => {
-    const s: Stats = stats(samples.strata);
-    const d: Stats = stats(samples.docker);
-    return { strata: s, docker: d, ratio: d.median / s.median };
-  };
-  const result = { fs: 'ext4', files, runs, rebuildUnchanged: summary(unchanged), rebuildOneFileChanged: summary(oneChanged) };
-  for (const [name, r] of [['rebuild, no change', result.rebuildUnchanged], ['rebuild, one file changed', result.rebuildOneFileChanged]] as const) {
-    console.log(`${name}: docker build (classic) ${fmt(r.docker)}`);
-    console.log(`${name}: strata build ${fmt(r.strata)}  -> ${r.ratio.toFixed(1)}x faster`);
-  }
-  console.log(`results: ${writeResult('build', result)}`);
+  console.log(`results: ${writeResult('build', results)}`);
 } finally {
   await cleanups.release();
   await scratch.release();
