@@ -9,6 +9,9 @@ export { exportLayerArchive } from './archive/export.js';
 export { ArchiveError } from './archive/errors.js';
 export type { Change, ChangeKind } from './archive/changes.js';
 export { collectHostInfo, type HostInfo, type DriverAvailability } from './system/info.js';
+export { build, BuildError, type BuildOptions, type BuildResult } from './build/builder.js';
+export { BuildCache, buildCacheUsage, type BuildCacheUsage } from './build/cache.js';
+export { auditImage, type AuditReport } from './images/audit.js';
 
 // The native primitives, for tools that build their own storage on them.
 export * as mounts from './native/mount.js';
