@@ -56,6 +56,8 @@ export function registerBuild(program: Command): void {
     .option('-q, --quiet', 'print only the image id')
     .action(async (contextDir: string, flags: BuildFlags, command: Command) => {
       if (!statSync(contextDir, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`the build context ${contextDir} is not a directory`);
+      const buildArgs = parseBuildArgs(flags.buildArg);
+      const secrets = parseSecrets(flags.secret);
       const file = flags.file ?? join(contextDir, 'Dockerfile');
       let dockerfile: string;
       try {
@@ -63,8 +65,6 @@ export function registerBuild(program: Command): void {
       } catch (error) {
         throw new UsageError(`cannot read the Dockerfile ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       }
-      const buildArgs = parseBuildArgs(flags.buildArg);
-      const secrets = parseSecrets(flags.secret);
       try {
         const { image } = await withStore(command, (store) =>
           build(store, {
