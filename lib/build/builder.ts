@@ -21,7 +21,7 @@ import type { Layer } from '../store/layers.js';
 import { beginStaging, discardStaged } from '../store/staging.js';
 import type { Store } from '../store/store.js';
 import { BuildCache, type CacheKey } from './cache.js';
-import { BuildContext, type ContextEntry } from './context.js';
+import { BuildContext, type ContextEntry, type FileHashes } from './context.js';
 import { copyArchive, planCopy, type CopyEntry, type Owner } from './copy.js';
 import { DockerfileError, parseDockerfile, parsePairs, splitWords, substitute, type Instruction } from './dockerfile.js';
 import { withSecrets, type SecretMount } from './secrets.js';
@@ -91,6 +91,7 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   const out = options.output ?? (() => {});
   const cache = new BuildCache(store);
   const context = BuildContext.open(options.context);
+  const remembered = cache.fileHashes();
   const buildArgs = new Map(Object.entries(options.buildArgs ?? {}));
   const consumed = new Set<string>();
   // ARGs before FROM are for FROM only; those after it for the steps below.
@@ -111,64 +112,69 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   };
 
   out(`Sending build context to Docker daemon  ${formatBytes(context.size)}\n`);
-  for (const [index, instruction] of instructions.entries()) {
-    out(`Step ${index + 1}/${instructions.length} : ${instruction.original}\n`);
-    try {
-      if (!state) {
-        if (instruction.keyword === 'ARG') {
-          declareArgs(instruction, metaArgs, metaArgs);
+  try {
+    for (const [index, instruction] of instructions.entries()) {
+      out(`Step ${index + 1}/${instructions.length} : ${instruction.original}\n`);
+      try {
+        if (!state) {
+          if (instruction.keyword === 'ARG') {
+            declareArgs(instruction, metaArgs, metaArgs);
+            continue;
+          }
+          state = fromImage(store, substitute(instruction.args.split(/\s+/)[0]!, metaArgs, escape));
+          out(` ---> ${state.id === 'scratch' ? 'scratch' : shortId(state.id)}\n`);
           continue;
         }
-        state = fromImage(store, substitute(instruction.args.split(/\s+/)[0]!, metaArgs, escape));
-        out(` ---> ${state.id === 'scratch' ? 'scratch' : shortId(state.id)}\n`);
-        continue;
+        const vars = new Map([...args, ...envMap(state.config)]);
+        if (instruction.keyword === 'ARG') {
+          // Declared ARGs are substituted into later steps and seen by RUN; their values are part of RUN's cache key.
+          declareArgs(instruction, args, vars);
+        }
+        const step = await planStep(instruction, state, { escape, vars, args, context, store, secrets: options.secrets ?? {}, out, progress, remembered });
+        const key: CacheKey = { parent: state.id, instruction: step.key, sources: step.sources ?? '' };
+        const hit = options.noCache ? undefined : cache.lookup(key);
+        if (hit) {
+          state = { id: hit.id, bytes: hit.config, config: JSON.parse(hit.config.toString()) as ImageConfig, topLayer: hit.topLayer };
+          cached++;
+          out(` ---> Using cache\n ---> ${shortId(hit.id)}\n`);
+          continue;
+        }
+        const parent = state.topLayer;
+        const layer = step.run
+          ? await runLayer(store, parent!, step.run, out)
+          : step.copy
+            ? await step.copy((plan) => copyLayer(store, parent, plan))
+            : undefined;
+        const created = new Date().toISOString();
+        const inner = { ...(state.config.config ?? {}) };
+        step.change?.(inner);
+        const history: HistoryEntry = { created, created_by: step.createdBy, ...(!layer && { empty_layer: true }) };
+        const config: ImageConfig = {
+          ...state.config,
+          created,
+          config: inner,
+          rootfs: { type: 'layers', diff_ids: layer ? [...state.config.rootfs.diff_ids, layer.diffId] : state.config.rootfs.diff_ids },
+          history: [...(state.config.history ?? []), history],
+        };
+        const bytes = Buffer.from(JSON.stringify(config));
+        const topLayer = layer?.chainId ?? state.topLayer;
+        const { id, doomed } = transaction(store.db, () => {
+          const recorded = cache.recordInTransaction(key, bytes, topLayer);
+          // The cache entry now holds the layer the commit made.
+          if (layer) recorded.doomed.push(...store.layers.releaseExplicitInTransaction(layer.chainId));
+          return recorded;
+        });
+        await store.layers.purge(doomed);
+        state = { id, bytes, config, topLayer };
+        out(` ---> ${shortId(id)}\n`);
+      } catch (error) {
+        if (error instanceof BuildError) throw error;
+        throw new BuildError(`${instruction.keyword} (line ${instruction.line}): ${(error as Error).message}`);
       }
-      const vars = new Map([...args, ...envMap(state.config)]);
-      if (instruction.keyword === 'ARG') {
-        // Declared ARGs are substituted into later steps and seen by RUN; their values are part of RUN's cache key.
-        declareArgs(instruction, args, vars);
-      }
-      const step = await planStep(instruction, state, { escape, vars, args, context, store, secrets: options.secrets ?? {}, out, progress });
-      const key: CacheKey = { parent: state.id, instruction: step.key, sources: step.sources ?? '' };
-      const hit = options.noCache ? undefined : cache.lookup(key);
-      if (hit) {
-        state = { id: hit.id, bytes: hit.config, config: JSON.parse(hit.config.toString()) as ImageConfig, topLayer: hit.topLayer };
-        cached++;
-        out(` ---> Using cache\n ---> ${shortId(hit.id)}\n`);
-        continue;
-      }
-      const parent = state.topLayer;
-      const layer = step.run
-        ? await runLayer(store, parent!, step.run, out)
-        : step.copy
-          ? await step.copy((plan) => copyLayer(store, parent, plan))
-          : undefined;
-      const created = new Date().toISOString();
-      const inner = { ...(state.config.config ?? {}) };
-      step.change?.(inner);
-      const history: HistoryEntry = { created, created_by: step.createdBy, ...(!layer && { empty_layer: true }) };
-      const config: ImageConfig = {
-        ...state.config,
-        created,
-        config: inner,
-        rootfs: { type: 'layers', diff_ids: layer ? [...state.config.rootfs.diff_ids, layer.diffId] : state.config.rootfs.diff_ids },
-        history: [...(state.config.history ?? []), history],
-      };
-      const bytes = Buffer.from(JSON.stringify(config));
-      const topLayer = layer?.chainId ?? state.topLayer;
-      const { id, doomed } = transaction(store.db, () => {
-        const recorded = cache.recordInTransaction(key, bytes, topLayer);
-        // The cache entry now holds the layer the commit made.
-        if (layer) recorded.doomed.push(...store.layers.releaseExplicitInTransaction(layer.chainId));
-        return recorded;
-      });
-      await store.layers.purge(doomed);
-      state = { id, bytes, config, topLayer };
-      out(` ---> ${shortId(id)}\n`);
-    } catch (error) {
-      if (error instanceof BuildError) throw error;
-      throw new BuildError(`${instruction.keyword} (line ${instruction.line}): ${(error as Error).message}`);
     }
+  } finally {
+    // What was learned about the context's files is kept even when a step fails.
+    remembered.flush();
   }
   if (!state) throw new BuildError('the Dockerfile has no FROM');
   if (!state.bytes) throw new BuildError('FROM scratch with no steps after it builds nothing');
@@ -202,6 +208,7 @@ interface StepContext {
   out: (text: string | Buffer) => void;
   /** What earlier steps of this build did that later ones depend on. */
   progress: { cmdSet: boolean };
+  remembered: FileHashes;
 }
 
 /** What a step does: its cache key, its history entry, and its change to the config or the filesystem. */
@@ -365,7 +372,7 @@ async function planCopyStep(instruction: Instruction, state: State, step: StepCo
   if ((words.length > 2 || sources.length > 1) && !dest.endsWith('/')) {
     throw new DockerfileError(`When using ${keyword} with more than one source file, the destination must be a directory and end with a /`);
   }
-  const digest = step.context.digest(sources);
+  const digest = step.context.digest(sources, step.remembered);
   const kind = sources.length > 1 ? 'multi' : sources[0]!.type === 'directory' ? 'dir' : 'file';
   return {
     key: `${keyword} ${JSON.stringify({ sources: words.slice(0, -1), dest, chown })}`,

@@ -7,6 +7,7 @@ import { relaxed, transaction } from '../store/database.js';
 import { sha256, type Digest } from '../store/digest.js';
 import type { Layer } from '../store/layers.js';
 import type { Store } from '../store/store.js';
+import type { FileHashes } from './context.js';
 
 export interface CacheKey {
   /** The config id of the state the step starts from, or "scratch". */
@@ -119,6 +120,25 @@ export class BuildCache {
     return { id, doomed };
   }
 
+  /** Context files' content hashes from earlier builds; new ones are kept by flush(), in one write. */
+  fileHashes(): FileHashes & { flush(): void } {
+    const db = this.store.db;
+    const select = db.prepare('SELECT hash FROM build_file_hashes WHERE path = ? AND stamp = ?').pluck();
+    const learned = new Map<string, { stamp: string; hash: Buffer }>();
+    return {
+      get: (path, stamp) => select.get(path, stamp) as Buffer | undefined,
+      set: (path, stamp, hash) => void learned.set(path, { stamp, hash }),
+      flush: () => {
+        if (learned.size === 0) return;
+        relaxed(db, () => {
+          const upsert = db.prepare('INSERT INTO build_file_hashes (path, stamp, hash) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET stamp = excluded.stamp, hash = excluded.hash');
+          for (const [path, { stamp, hash }] of learned) upsert.run(path, stamp, hash);
+        });
+        learned.clear();
+      },
+    };
+  }
+
   list(): CacheEntry[] {
     return (this.store.db.prepare('SELECT * FROM build_cache ORDER BY created, id').all() as CacheRow[]).map(toEntry);
   }
@@ -146,6 +166,8 @@ export class BuildCache {
         (options.before === undefined || Date.parse(e.lastUsed) < options.before.getTime()),
     );
     const doomed = transaction(this.store.db, () => {
+      // The remembered file hashes are cache too: all of it goes with all of the cache.
+      if (options.all && options.before === undefined) this.store.db.prepare('DELETE FROM build_file_hashes').run();
       const layers: Layer[] = [];
       for (const entry of doomedEntries) {
         this.store.db

@@ -14,7 +14,22 @@ export interface ContextEntry {
   gid: number;
   size: number;
   mtimeMs: number;
+  /**
+   * What identifies this version of a file without reading it (device, inode,
+   * size, mode, change and modification times in ns); absent when it changed
+   * too recently to be trusted, as a write in the same clock tick would not show.
+   */
+  stamp?: string;
 }
+
+/** Content hashes remembered across builds, by a file's path and stamp. */
+export interface FileHashes {
+  get(path: string, stamp: string): Buffer | undefined;
+  set(path: string, stamp: string, hash: Buffer): void;
+}
+
+/** Files changed more recently than this are hashed afresh each time (the "racily clean" rule of git's index). */
+const SETTLED_NS = 2_000_000_000n;
 
 export class ContextError extends Error {
   readonly code = 'ERR_BUILD_CONTEXT';
@@ -84,6 +99,16 @@ function hashFile(hash: Hash, path: string): void {
   }
 }
 
+function contentHash(path: string, stamp: string | undefined, remembered: FileHashes | undefined): Buffer {
+  const known = stamp && remembered?.get(path, stamp);
+  if (known) return known;
+  const hash = createHash('sha256');
+  hashFile(hash, path);
+  const digest = hash.digest();
+  if (stamp) remembered?.set(path, stamp, digest);
+  return digest;
+}
+
 /** The context's files, read once per build. */
 export class BuildContext {
   private constructor(
@@ -108,19 +133,23 @@ export class BuildContext {
       return result;
     };
     const entries: ContextEntry[] = [];
+    const now = BigInt(Date.now()) * 1_000_000n;
     // Synchronous calls: for thousands of small files, a thread-pool round trip per call costs more than the call.
     const walk = (rel: string) => {
       const names = readdirSync(rel ? join(dir, rel) : dir).sort();
       for (const name of names) {
         const path = rel ? `${rel}/${name}` : name;
-        const stat = lstatSync(join(dir, path));
+        const stat = lstatSync(join(dir, path), { bigint: true });
         const type = stat.isDirectory() ? 'directory' : stat.isSymbolicLink() ? 'symlink' : stat.isFile() ? 'file' : undefined;
+        const common = { path, mode: Number(stat.mode & 0o7777n), uid: Number(stat.uid), gid: Number(stat.gid), mtimeMs: Number(stat.mtimeNs / 1_000_000n) };
+        const changed = stat.mtimeNs > stat.ctimeNs ? stat.mtimeNs : stat.ctimeNs;
+        const stamp = now - changed > SETTLED_NS ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mode}:${stat.mtimeNs}:${stat.ctimeNs}` : undefined;
         // A directory excluded as a whole may still hold re-included files ("!dir/keep").
         if (type === 'directory') {
-          if (!excluded(path)) entries.push({ path, type, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: 0, mtimeMs: stat.mtimeMs });
+          if (!excluded(path)) entries.push({ ...common, type, size: 0 });
           walk(path);
         } else if (type && !excluded(path)) {
-          entries.push({ path, type, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: type === 'file' ? stat.size : 0, mtimeMs: stat.mtimeMs });
+          entries.push({ ...common, type, size: type === 'file' ? Number(stat.size) : 0, ...(stamp && { stamp }) });
         }
       }
     };
@@ -159,15 +188,16 @@ export class BuildContext {
   /**
    * The digest of what the sources hold: each entry's name, type, mode, and
    * content (a symlink's target). Times are left out, as docker's build cache
-   * leaves them out: touching a file does not invalidate a step.
+   * leaves them out: touching a file does not invalidate a step. A file whose
+   * stamp is unchanged since an earlier build is not read again.
    */
-  digest(sources: readonly ContextEntry[]): string {
+  digest(sources: readonly ContextEntry[], remembered?: FileHashes): string {
     const hash = createHash('sha256');
     const add = (entry: ContextEntry, name: string) => {
       const full = join(this.dir, entry.path);
       // The size first keeps file boundaries unambiguous in the one running hash.
       hash.update(`${name}\0${entry.type}\0${entry.mode.toString(8)}\0${entry.size}\0`);
-      if (entry.type === 'file') hashFile(hash, full);
+      if (entry.type === 'file') hash.update(contentHash(full, entry.stamp, remembered));
       if (entry.type === 'symlink') hash.update(readlinkSync(full));
       hash.update('\n');
     };

@@ -151,5 +151,13 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (parent, instruction, sources)
   );
   CREATE INDEX build_cache_top_layer ON build_cache(top_layer);
+  -- Content hashes of build-context files by path, valid while the file's
+  -- stamp (device, inode, size, mode, times) is unchanged: a rebuild does not
+  -- read unchanged files again.
+  CREATE TABLE build_file_hashes (
+    path  TEXT PRIMARY KEY,
+    stamp TEXT NOT NULL,
+    hash  BLOB NOT NULL
+  );
   `,
 ];
