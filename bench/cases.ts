@@ -1,5 +1,6 @@
 // The registry of `npm run bench`: each case is a BenchCase (bench/support.ts)
 // exported by its own module. Adding one is an import and a line here.
+import { build } from './build.js';
 import { commit } from './commit.js';
 import { container } from './container.js';
 import { copyUp, copyUpDevicemapper } from './copy-up.js';
@@ -18,4 +19,5 @@ export const cases: readonly BenchCase[] = [
   layerImport,
   treeCopy,
   systemDf,
+  build,
 ];

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 
 import { Command, CommanderError } from 'commander';
 
+import { registerBuild } from './commands/build.js';
+import { registerBuilder } from './commands/builder.js';
 import { registerContainer } from './commands/container.js';
 import { registerImage } from './commands/image.js';
 import { registerInfo } from './commands/info.js';
@@ -35,6 +37,8 @@ export function buildProgram(): Command {
   registerRun(program);
   registerImage(program);
   registerSystem(program);
+  registerBuild(program);
+  registerBuilder(program);
   return program;
 }
 

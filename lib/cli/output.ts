@@ -32,11 +32,13 @@ export function formatSize(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
+  // 999.5 and up would print as "1.00e+3" of this unit: it is 1 of the next.
+  while (value >= 999.5 && unit < units.length - 1) {
     value /= 1000;
     unit++;
   }
-  const text = unit === 0 ? String(value) : value.toPrecision(3).replace(/\.?0+$/, '');
+  // Trailing zeros go only after a decimal point: 100kB stays 100kB.
+  const text = unit === 0 ? String(value) : value.toPrecision(3).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
   return `${text}${units[unit]}`;
 }
 

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 
 import { invalidImage } from './config.js';
 
-const BLOCK = 512;
+export const BLOCK = 512;
 
 export interface TarMember {
   name: string;
@@ -29,13 +29,13 @@ export function archivePath(name: string): string | null {
   return clean === '.' ? '' : clean.replace(/^\.\//, '');
 }
 
-function field(block: Buffer, start: number, length: number): string {
+export function field(block: Buffer, start: number, length: number): string {
   const raw = block.subarray(start, start + length);
   const end = raw.indexOf(0);
   return raw.subarray(0, end < 0 ? length : end).toString('utf8');
 }
 
-function numeric(block: Buffer, start: number, length: number, what: string): number {
+export function numeric(block: Buffer, start: number, length: number, what: string): number {
   const raw = block.subarray(start, start + length);
   if ((raw[0]! & 0x80) !== 0) {
     // base-256, as GNU tar writes sizes of 8 GiB and more
@@ -56,7 +56,7 @@ function checksumOk(block: Buffer): boolean {
   return /^[0-7]+$/.test(recorded) && parseInt(recorded, 8) === sum;
 }
 
-function paxRecords(data: Buffer): Map<string, string> {
+export function paxRecords(data: Buffer): Map<string, string> {
   const records = new Map<string, string>();
   let at = 0;
   while (at < data.length) {

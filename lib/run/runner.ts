@@ -4,7 +4,8 @@
 // unmounts. Node cannot unshare in-process (namespaces are per thread), so
 // util-linux's unshare does it, in a child process.
 import { spawn } from 'node:child_process';
-import { chmodSync, readlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { constants } from 'node:os';
 
 import { mknodSync } from '../native/fs.js';
@@ -59,10 +60,12 @@ export async function runContainer(store: Store, image: string, options: RunOpti
     const rootfs = await store.containers.mount(container.id);
     try {
       const targets = new Set((options.mounts ?? []).map((m) => m.target));
-      if (!targets.has('/dev')) await mountDev(rootfs);
-      await using proc = await openInTree(rootfs, '/proc', { create: true });
-      const procDir = readlinkSync(`/proc/self/fd/${proc.fd}`);
-      exitCode = await spawnInside(rootfs, procDir, command, shortId(container.id));
+      exitCode = await runInRootfs(rootfs, {
+        command,
+        env: { PATH, HOME: '/root' },
+        hostname: shortId(container.id),
+        mountDev: !targets.has('/dev'),
+      });
     } finally {
       await store.containers.unmount(container.id);
     }
@@ -70,6 +73,36 @@ export async function runContainer(store: Store, image: string, options: RunOpti
     if (options.remove) await store.containers.remove(container.id, { volumes: true });
   }
   return { containerId: container.id, exitCode };
+}
+
+/** How a process runs in a mounted root filesystem. */
+export interface ProcessSpec {
+  /** The command and its arguments, looked up on the environment's PATH inside the root. */
+  command: readonly string[];
+  env: Readonly<Record<string, string>>;
+  /** The working directory inside the root (it must exist); "/" by default. */
+  workdir?: string;
+  /** Numeric ids to run as, supplementary groups dropped; root by default. */
+  user?: { uid: number; gid: number };
+  hostname: string;
+  /** Mount a minimal tmpfs /dev (left mounted: it goes with the container's other mounts). */
+  mountDev?: boolean;
+  /** A new, empty network namespace: only a loopback that is down, no way out (as a build step). */
+  isolateNetwork?: boolean;
+  /** Where the command's stdout and stderr go; the terminal's when not given. */
+  output?: (chunk: Buffer) => void;
+}
+
+/**
+ * Runs a command chrooted into `rootfs` (a mounted container) in new mount,
+ * pid and uts namespaces, with /proc for its pid namespace; resolves to its
+ * exit status, 128 + the signal number if a signal ended it.
+ */
+export async function runInRootfs(rootfs: string, spec: ProcessSpec): Promise<number> {
+  if (spec.mountDev) await mountDev(rootfs);
+  await using proc = await openInTree(rootfs, '/proc', { create: true });
+  const procDir = readlinkSync(`/proc/self/fd/${proc.fd}`);
+  return spawnInside(rootfs, procDir, spec);
 }
 
 /** A tmpfs /dev with the usual character devices (unmounted with the container's other mounts). */
@@ -89,17 +122,36 @@ async function mountDev(rootfs: string): Promise<void> {
   }
 }
 
-function spawnInside(rootfs: string, procDir: string, command: readonly string[], hostname: string): Promise<number> {
+/** A host command's absolute path, found on strata's own PATH. */
+function hostTool(name: string): string {
+  const dirs = [...(process.env.PATH ?? '').split(':'), ...PATH.split(':')].filter(Boolean);
+  const found = dirs.map((dir) => join(dir, name)).find((path) => existsSync(path));
+  if (!found) throw new Error(`${name} is not installed on this host (util-linux and a shell are needed to run containers)`);
+  return found;
+}
+
+function spawnInside(rootfs: string, procDir: string, spec: ProcessSpec): Promise<number> {
   const args = [
     '--mount', '--pid', '--uts', '--fork', '--propagation', 'private',
+    ...(spec.isolateNetwork ? ['--net'] : []),
     // If strata's unshare is killed, so is the command.
     '--kill-child',
     // Mounted by unshare inside the new namespaces, so it shows the container's own pids.
     `--mount-proc=${procDir}`,
-    // In the new uts namespace the hostname is the container's short id, as Docker's.
-    'sh', '-c', 'hostname "$0" && exec chroot "$@"', hostname, rootfs, ...command,
+    // In the new uts namespace the hostname is the container's short id, as
+    // Docker's; then a second unshare (no new namespaces) chroots, changes
+    // directory and drops to the user.
+    // Host tools by absolute path: the environment's PATH is the container's.
+    hostTool('sh'), '-c', `${hostTool('hostname')} "$0" && exec "$@"`, spec.hostname,
+    hostTool('unshare'), `--root=${rootfs}`, `--wd=${spec.workdir ?? '/'}`,
+    ...(spec.user ? ['--setgid', String(spec.user.gid), '--setuid', String(spec.user.uid)] : []),
+    '--', ...spec.command,
   ];
-  const child = spawn('unshare', args, { stdio: 'inherit', env: { PATH, HOME: '/root', HOSTNAME: hostname } });
+  const child = spawn(hostTool('unshare'), args, {
+    stdio: spec.output ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+    env: { ...spec.env, HOSTNAME: spec.hostname },
+  });
+  for (const stream of [child.stdout, child.stderr]) stream?.on('data', (chunk: Buffer) => spec.output!(chunk));
   // The terminal's Ctrl-C reaches the command too; strata stays to clean up.
   // A SIGTERM for strata is passed on to the command, and strata cleans up after it.
   const ignore = () => {};

@@ -236,7 +236,7 @@ async function checkMissingData(store: Store, report: Report): Promise<void> {
 
 /**
  * Each layer's refs against what uses it: child layers, images, containers,
- * an explicit import, holds of work under way. Counted and fixed in one
+ * build cache entries, an explicit import, holds of work under way. Counted and fixed in one
  * transaction, so concurrent changes (each in its own transaction) are seen
  * whole or not at all.
  */
@@ -252,6 +252,7 @@ async function checkReferences(store: Store, report: Report): Promise<void> {
            + (SELECT count(*) FROM images i WHERE i.top_layer = l.chain_id)
            + (SELECT count(*) FROM containers k WHERE k.layer = l.chain_id)
            + (SELECT count(*) FROM layer_holds h WHERE h.layer = l.chain_id)
+           + (SELECT count(*) FROM build_cache b WHERE b.top_layer = l.chain_id)
            + l.explicit AS users
          FROM layers l`,
       )
@@ -265,7 +266,7 @@ async function checkReferences(store: Store, report: Report): Promise<void> {
       );
     }
     if (fix.users === 0) {
-      await report('unused-layer', fix.chainId, 'nothing uses it (no child layer, image, container or explicit import)', () => {
+      await report('unused-layer', fix.chainId, 'nothing uses it (no child layer, image, container, build cache entry or explicit import)', () => {
         transaction(db, () => {
           const layer = store.layers.get(fix.chainId);
           // Checked again: another process may have started using it since.

@@ -223,6 +223,17 @@ export class LayerStore {
     return this.releaseInTransaction(row.layer);
   }
 
+  /**
+   * Drops the reference an explicit import holds, inside the caller's
+   * transaction: for a layer made by a tool (a build step) that hands it to
+   * another holder. Pass the result to `purge` once committed.
+   */
+  releaseExplicitInTransaction(chainId: Digest): Layer[] {
+    if (!this.requireLayer(chainId, 'layer').explicit) return [];
+    this.db.prepare('UPDATE layers SET explicit = 0 WHERE chain_id = ?').run(chainId);
+    return this.releaseInTransaction(chainId);
+  }
+
   /** Removes the directories of layers a committed transaction deleted. */
   async purge(doomed: readonly Layer[]): Promise<void> {
     for (const layer of doomed) {

@@ -1,6 +1,8 @@
 // Prune as docker's: remove what nothing uses (containers not mounted,
-// images no container was made from, anonymous volumes no container uses),
+// images no container was made from, anonymous volumes no container uses,
+// build cache no image uses),
 // narrowed by filters, and report what went and the space that freed.
+import { BuildCache, type PruneResult as BuildCachePruneResult } from '../build/cache.js';
 import { isMountPoint } from '../system/mountinfo.js';
 import { transaction } from './database.js';
 import type { Digest } from './digest.js';
@@ -35,6 +37,7 @@ export interface SystemPruneResult {
   containers: ContainerPruneResult;
   images: ImagePruneResult;
   volumes?: VolumePruneResult;
+  buildCache: BuildCachePruneResult;
   spaceReclaimed: number;
 }
 
@@ -104,10 +107,13 @@ export async function pruneSystem(store: Store, options: { all?: boolean; volume
     ? await store.volumes.prune({ ...(filters.label && { label: filters.label }), ...(filters.labelNot && { labelNot: filters.labelNot }) })
     : undefined;
   const images = await pruneImages(store, { ...(options.all && { all: true }), filters });
+  // As docker: the build cache no image uses (-a: all of it), last, once the images it served may be gone.
+  const buildCache = await new BuildCache(store).prune({ ...(options.all && { all: true }), ...(filters.until && { before: filters.until }) });
   return {
     containers,
     images,
     ...(volumes && { volumes }),
-    spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed + (volumes?.spaceReclaimed ?? 0),
+    buildCache,
+    spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed + (volumes?.spaceReclaimed ?? 0) + buildCache.reclaimed,
   };
 }

@@ -175,4 +175,32 @@ export const migrations: readonly string[] = [
   ALTER TABLE adoptions ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE adoptions ADD COLUMN pid_start TEXT NOT NULL DEFAULT '';
   `,
+  `
+  -- The build cache: what a build step made from the image state it started
+  -- at (parent: that state's config id, or "scratch"), given its normalized
+  -- instruction and the digest of its COPY/ADD sources ('' for none). config
+  -- is the resulting state's image config; an entry holds a reference on its
+  -- top layer, so the layers outlive the images built from them, as Docker's
+  -- intermediate images do.
+  CREATE TABLE build_cache (
+    parent      TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    sources     TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    config      BLOB NOT NULL,
+    top_layer   TEXT REFERENCES layers(chain_id),
+    created     TEXT NOT NULL,
+    last_used   TEXT NOT NULL,
+    PRIMARY KEY (parent, instruction, sources)
+  );
+  CREATE INDEX build_cache_top_layer ON build_cache(top_layer);
+  -- Content hashes of build-context files by path, valid while the file's
+  -- stamp (device, inode, size, mode, times) is unchanged: a rebuild does not
+  -- read unchanged files again.
+  CREATE TABLE build_file_hashes (
+    path  TEXT PRIMARY KEY,
+    stamp TEXT NOT NULL,
+    hash  BLOB NOT NULL
+  );
+  `,
 ];

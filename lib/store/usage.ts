@@ -2,6 +2,7 @@
 // volumes, build cache), read from what the store keeps up to date: layer
 // sizes recorded at import, container sizes recorded at create, unmount and
 // commit. One query per table; only mounted containers and volumes are walked.
+import { BuildCache } from '../build/cache.js';
 import type { Digest } from './digest.js';
 import type { Store } from './store.js';
 
@@ -45,16 +46,20 @@ export interface VolumeUsage {
   created: string;
 }
 
-/** A build cache record, in BuildKit's terms as docker prints them. */
-export interface BuildCacheUsage {
+/** A build cache record (a build step), as docker prints BuildKit's. */
+export interface BuildCacheRecord {
+  /** The config id of the state the step made. */
   id: string;
   type: string;
+  /** The step's instruction. */
   description: string;
+  /** The bytes of the layer the step made; 0 for a metadata step, which adds none. */
   size: number;
   created: string;
   lastUsed: string | null;
-  usageCount: number;
+  /** An image or container uses the step's layer. */
   inUse: boolean;
+  /** The layer is in use outside the cache too, so pruning the cache would not free it. */
   shared: boolean;
 }
 
@@ -72,11 +77,8 @@ export interface DiskUsage {
   containers: UsageCategory<ContainerUsage>;
   /** Local volumes without driver options: docker sizes only those. */
   volumes: UsageCategory<VolumeUsage>;
-  buildCache: UsageCategory<BuildCacheUsage>;
+  buildCache: UsageCategory<BuildCacheRecord>;
 }
-
-/** The build cache's records: the builder's usage source plugs in here. */
-const buildCacheRecords = (_store: Store): BuildCacheUsage[] => [];
 
 /**
  * What the store's images, containers, volumes and build cache take on disk.
@@ -92,7 +94,7 @@ export async function diskUsage(store: Store): Promise<DiskUsage> {
     images,
     containers: await containerUsage(store, chainSizes, imageOfContainer),
     volumes: volumeUsage(store),
-    buildCache: buildCacheUsage(buildCacheRecords(store)),
+    buildCache: buildCacheUsage(new BuildCache(store).records()),
   };
 }
 
@@ -205,7 +207,7 @@ function volumeUsage(store: Store): UsageCategory<VolumeUsage> {
   };
 }
 
-function buildCacheUsage(records: BuildCacheUsage[]): UsageCategory<BuildCacheUsage> {
+function buildCacheUsage(records: BuildCacheRecord[]): UsageCategory<BuildCacheRecord> {
   return {
     totalCount: records.length,
     activeCount: records.filter((r) => r.inUse).length,

@@ -48,6 +48,7 @@ export class PrivateDocker {
       { stdio: ['ignore', log, log] },
     );
     closeSync(log); // dockerd has its own copy; ours would keep a benchmark's filesystem busy
+
     // DOCKER_CONFIG: the CLI keeps no state in the user's home.
     const env = { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(dir, 'config'), DOCKER_BUILDKIT: '0' };
     const docker = new PrivateDocker(dir, daemon, env);

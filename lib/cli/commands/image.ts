@@ -4,6 +4,7 @@ import { open, rename, rm, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
+import { auditImage, describeLayer } from '../../images/audit.js';
 import { importRootfs } from '../../images/import.js';
 import { loadImages } from '../../images/load.js';
 import { normalizeTag } from '../../images/reference.js';
@@ -14,7 +15,7 @@ import type { Image } from '../../store/images.js';
 import { pruneImages, type ImagePruneResult } from '../../store/prune.js';
 import type { Store } from '../../store/store.js';
 import { progressLine, withStore } from '../context.js';
-import { formatSize, parseFormat, printList, UsageError, type Column } from '../output.js';
+import { formatSize, formatTable, parseFormat, printList, UsageError, type Column } from '../output.js';
 import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
 
 /** "3 days ago", with the thresholds docker's tables use (go-units HumanDuration). */
@@ -187,6 +188,44 @@ function registerImageCommands(group: Command): void {
             Comment: r.entry.comment ?? '',
           }),
         });
+      });
+    });
+
+  group
+    .command('audit')
+    .description('List files a later layer deleted but the image still ships, and likely secrets in any layer')
+    .argument('<image>', 'tag, id or unique id prefix')
+    .option('--format <format>', 'table or json', 'table')
+    .action(async (ref: string, options: { format: string }, command: Command) => {
+      const format = parseFormat(options.format);
+      await withStore(command, async (store) => {
+        const report = await auditImage(store, store.images.resolve(ref));
+        if (format === 'json') {
+          process.stdout.write(`${JSON.stringify(report)}\n`);
+          return;
+        }
+        process.stdout.write(`Deleted in a later layer, still shipped: ${report.deleted.length} file(s), ${formatSize(report.deletedBytes)}\n`);
+        if (report.deleted.length > 0) {
+          process.stdout.write(
+            formatTable(report.deleted, [
+              { header: 'PATH', value: (d) => d.path },
+              { header: 'SIZE', value: (d) => formatSize(d.size) },
+              { header: 'ADDED IN LAYER', value: (d) => describeLayer(d.addedIn) },
+              { header: 'DELETED IN LAYER', value: (d) => describeLayer(d.deletedIn) },
+            ]),
+          );
+        }
+        process.stdout.write(`\nLikely secrets: ${report.secrets.length}\n`);
+        if (report.secrets.length > 0) {
+          process.stdout.write(
+            formatTable(report.secrets, [
+              { header: 'PATH', value: (s) => s.path },
+              { header: 'WHAT', value: (s) => s.kind },
+              { header: 'LAYER', value: (s) => describeLayer(s.layer) },
+              { header: 'HIDDEN BY A LATER LAYER', value: (s) => (s.deleted ? 'yes (still in the image)' : 'no') },
+            ]),
+          );
+        }
       });
     });
 

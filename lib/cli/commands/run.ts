@@ -49,8 +49,8 @@ export function registerRun(program: Command): void {
     program
       .command('run')
       .description("Run a command in a new container's root filesystem, with its mounts (chroot + mount/pid/uts namespaces)")
-      .argument('<image>', 'ChainID (or unique prefix) of the layer to run')
-      .argument('<command...>', 'the command and its arguments')
+      .argument('<image>', 'image (tag, id or unique prefix) or layer ChainID to run')
+      .argument('[command...]', "the command and its arguments (default: the image's entrypoint and command)")
       // Options after IMAGE belong to the command.
       .passThroughOptions()
       .option('--rm', 'remove the container and its anonymous volumes when the command ends')

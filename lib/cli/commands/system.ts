@@ -86,7 +86,6 @@ function printVerbose(usage: DiskUsage): void {
       { header: 'SIZE', value: (b) => formatSize(b.size) },
       { header: 'CREATED', value: (b) => timeAgo(b.created) },
       { header: 'LAST USED', value: (b) => (b.lastUsed ? timeAgo(b.lastUsed) : '') },
-      { header: 'USAGE', value: (b) => String(b.usageCount) },
       { header: 'SHARED', value: (b) => String(b.shared) },
     ]),
   );
@@ -129,7 +128,7 @@ export function registerSystem(program: Command): void {
 
   system
     .command('prune')
-    .description('Remove containers not mounted, dangling images (-a: all unused), and with --volumes unused anonymous volumes')
+    .description('Remove containers not mounted, dangling images (-a: all unused), unused build cache (-a: all), and with --volumes unused anonymous volumes')
     .option('-a, --all', 'remove all images no container was made from, not only dangling ones')
     .option('--volumes', 'prune anonymous volumes too')
     .option('--filter <filter>', 'until=<timestamp|duration>, label=key[=value], label!=key[=value] (repeatable)', collect, [])
@@ -142,6 +141,7 @@ export function registerSystem(program: Command): void {
         '  - all containers that are not mounted',
         ...(options.volumes ? ['  - anonymous volumes not used by at least one container'] : []),
         options.all ? '  - all images without at least one container associated to them' : '  - all dangling images',
+        options.all ? '  - all build cache' : '  - unused build cache',
       ].join('\n');
       if (!(await confirmPrune(warning, options.force))) return;
       await withStore(command, async (store) => {
@@ -149,6 +149,7 @@ export function registerSystem(program: Command): void {
         printDeleted(process.stdout, 'Deleted Containers', result.containers.deleted);
         if (result.volumes) printDeleted(process.stdout, 'Deleted Volumes', result.volumes.deleted);
         printDeleted(process.stdout, 'Deleted Images', imagePruneLines(result.images));
+        printDeleted(process.stdout, 'Deleted build cache objects', result.buildCache.deleted);
         printReclaimed(process.stdout, result.spaceReclaimed);
       });
     });

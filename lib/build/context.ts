@@ -1,0 +1,210 @@
+// The build context: the directory a build reads COPY and ADD sources from,
+// minus what .dockerignore excludes; globs over it; and the content digest of
+// a step's sources, which decides whether the cached step still holds.
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { join, posix } from 'node:path';
+
+export interface ContextEntry {
+  /** Relative to the context root, "/"-separated, no leading "./". */
+  path: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  /**
+   * What identifies this version of a file without reading it (device, inode,
+   * size, mode, change and modification times in ns); absent when it changed
+   * too recently to be trusted, as a write in the same clock tick would not show.
+   */
+  stamp?: string;
+}
+
+/** Content hashes remembered across builds, by a file's path and stamp. */
+export interface FileHashes {
+  get(path: string, stamp: string): Buffer | undefined;
+  set(path: string, stamp: string, hash: Buffer): void;
+}
+
+/** Files changed more recently than this are hashed afresh each time (the "racily clean" rule of git's index). */
+const SETTLED_NS = 2_000_000_000n;
+
+export class ContextError extends Error {
+  readonly code = 'ERR_BUILD_CONTEXT';
+}
+
+interface IgnorePattern {
+  regex: RegExp;
+  exclude: boolean;
+}
+
+/** A glob as docker reads it (filepath.Match, plus ** for any number of directories) as a regex. */
+export function globRegex(pattern: string): RegExp {
+  let source = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '*' && pattern[i + 1] === '*') {
+      // "**/" matches zero or more directories; a trailing "**" anything.
+      if (pattern[i + 2] === '/') {
+        source += '(?:.*/)?';
+        i += 2;
+      } else {
+        source += '.*';
+        i += 1;
+      }
+    } else if (c === '*') source += '[^/]*';
+    else if (c === '?') source += '[^/]';
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 1);
+      if (end < 0) throw new ContextError(`bad pattern "${pattern}": unterminated [`);
+      source += `[${pattern.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`;
+      i = end;
+    } else if (c === '\\' && i + 1 < pattern.length) source += `\\${pattern[++i]}`;
+    else source += c.replace(/[.+^${}()|\\]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`);
+}
+
+export const hasGlob = (text: string) => /[*?[]/.test(text);
+
+/** A path as docker cleans it: no leading "/" or "./", no trailing "/", "." for the root. */
+export function cleanPath(path: string): string {
+  const cleaned = posix.normalize(`/${path}`).replace(/^\/+/, '').replace(/\/+$/, '');
+  return cleaned === '' ? '.' : cleaned;
+}
+
+function parseIgnore(text: string): IgnorePattern[] {
+  const patterns: IgnorePattern[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    let line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const exclude = !line.startsWith('!');
+    if (!exclude) line = line.slice(1).trim();
+    patterns.push({ regex: globRegex(cleanPath(line)), exclude });
+  }
+  return patterns;
+}
+
+const readBuffer = Buffer.allocUnsafe(1 << 20);
+
+/** Feeds a file to the hash through one reused buffer: no garbage per file. */
+function hashFile(hash: Hash, path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    for (let read = readSync(fd, readBuffer); read > 0; read = readSync(fd, readBuffer)) hash.update(readBuffer.subarray(0, read));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function contentHash(path: string, stamp: string | undefined, remembered: FileHashes | undefined): Buffer {
+  const known = stamp && remembered?.get(path, stamp);
+  if (known) return known;
+  const hash = createHash('sha256');
+  hashFile(hash, path);
+  const digest = hash.digest();
+  if (stamp) remembered?.set(path, stamp, digest);
+  return digest;
+}
+
+/** The context's files, read once per build. */
+export class BuildContext {
+  private constructor(
+    readonly dir: string,
+    /** Every entry not excluded, parents before children, in name order. */
+    readonly entries: readonly ContextEntry[],
+    private readonly byPath: ReadonlyMap<string, ContextEntry>,
+  ) {}
+
+  /** Reads the tree below dir; `ignoreFile: false` takes every file, whatever a .dockerignore says (an unpacked ADD archive). */
+  static open(dir: string, options: { ignoreFile?: boolean } = {}): BuildContext {
+    if (!existsSync(dir)) throw new ContextError(`the build context ${dir} does not exist`);
+    const ignorePath = join(dir, '.dockerignore');
+    const patterns = options.ignoreFile !== false && existsSync(ignorePath) ? parseIgnore(readFileSync(ignorePath, 'utf8')) : [];
+    // As docker's pattern matcher: the last pattern matching a path, or one of its parents, decides.
+    const excluded = (path: string) => {
+      let result = false;
+      const prefixes = path.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/'));
+      for (const pattern of patterns) {
+        if (prefixes.some((prefix) => pattern.regex.test(prefix))) result = pattern.exclude;
+      }
+      return result;
+    };
+    const entries: ContextEntry[] = [];
+    const now = BigInt(Date.now()) * 1_000_000n;
+    // Synchronous calls: for thousands of small files, a thread-pool round trip per call costs more than the call.
+    const walk = (rel: string) => {
+      const names = readdirSync(rel ? join(dir, rel) : dir).sort();
+      for (const name of names) {
+        const path = rel ? `${rel}/${name}` : name;
+        const stat = lstatSync(join(dir, path), { bigint: true });
+        const type = stat.isDirectory() ? 'directory' : stat.isSymbolicLink() ? 'symlink' : stat.isFile() ? 'file' : undefined;
+        const common = { path, mode: Number(stat.mode & 0o7777n), uid: Number(stat.uid), gid: Number(stat.gid), mtimeMs: Number(stat.mtimeNs / 1_000_000n) };
+        const changed = stat.mtimeNs > stat.ctimeNs ? stat.mtimeNs : stat.ctimeNs;
+        const stamp = now - changed > SETTLED_NS ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mode}:${stat.mtimeNs}:${stat.ctimeNs}` : undefined;
+        // A directory excluded as a whole may still hold re-included files ("!dir/keep").
+        if (type === 'directory') {
+          if (!excluded(path)) entries.push({ ...common, type, size: 0 });
+          walk(path);
+        } else if (type && !excluded(path)) {
+          entries.push({ ...common, type, size: type === 'file' ? Number(stat.size) : 0, ...(stamp && { stamp }) });
+        }
+      }
+    };
+    walk('');
+    return new BuildContext(dir, entries, new Map(entries.map((e) => [e.path, e])));
+  }
+
+  /** Bytes of the files a build can read. */
+  get size(): number {
+    return this.entries.reduce((sum, e) => sum + e.size, 0);
+  }
+
+  /** The entries a COPY source names: itself (or its glob's matches), each directory with everything below it. */
+  sources(source: string): ContextEntry[] {
+    const clean = cleanPath(source);
+    if (clean === '.') return [{ path: '.', type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeMs: 0 }];
+    if (hasGlob(clean)) {
+      const regex = globRegex(clean);
+      const matches = this.entries.filter((e) => regex.test(e.path));
+      if (matches.length === 0) throw new ContextError(`no source files were specified: "${source}" matches nothing in the build context`);
+      return matches;
+    }
+    const entry = this.byPath.get(clean);
+    if (!entry) throw new ContextError(`file not found in build context or excluded by .dockerignore: ${source}`);
+    return [entry];
+  }
+
+  /** The entries below a directory source, relative to it, parents first. */
+  below(source: ContextEntry): ContextEntry[] {
+    if (source.type !== 'directory') return [];
+    if (source.path === '.') return [...this.entries];
+    const prefix = `${source.path}/`;
+    return this.entries.filter((e) => e.path.startsWith(prefix)).map((e) => ({ ...e, path: e.path.slice(prefix.length) }));
+  }
+
+  /**
+   * The digest of what the sources hold: each entry's name, type, mode, and
+   * content (a symlink's target). Times are left out, as docker's build cache
+   * leaves them out: touching a file does not invalidate a step. A file whose
+   * stamp is unchanged since an earlier build is not read again.
+   */
+  digest(sources: readonly ContextEntry[], remembered?: FileHashes): string {
+    const hash = createHash('sha256');
+    const add = (entry: ContextEntry, name: string) => {
+      const full = join(this.dir, entry.path);
+      // The size first keeps file boundaries unambiguous in the one running hash.
+      hash.update(`${name}\0${entry.type}\0${entry.mode.toString(8)}\0${entry.size}\0`);
+      if (entry.type === 'file') hash.update(contentHash(full, entry.stamp, remembered));
+      if (entry.type === 'symlink') hash.update(readlinkSync(full));
+      hash.update('\n');
+    };
+    for (const source of sources) {
+      add(source, source.path);
+      for (const entry of this.below(source)) add({ ...entry, path: source.path === '.' ? entry.path : `${source.path}/${entry.path}` }, `${source.path}/${entry.path}`);
+    }
+    return hash.digest('hex');
+  }
+}
