@@ -4,7 +4,7 @@
 #   two images built from Dockerfiles that share their first steps (cache hits,
 #   layer sizes), containers whose changes stay in their own layer
 #   (copy-on-write), a volume that outlives its container, and the disk usage.
-# Run as root: npm run walkthrough. Everything happens in a private mount
+# Run as root: npm run walkthrough (it compiles dist/ first). Everything happens in a private mount
 # namespace and a temporary STRATA_ROOT, removed at the end.
 set -eu
 
@@ -38,7 +38,12 @@ else
   strata() { node --import tsx "$repo/lib/cli/main.ts" "$@"; }
 fi
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Headings in bold on a terminal only.
+if [ -t 1 ]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 # Prints the command as it could be typed (words with spaces quoted), then runs it.
 show() {
   printf '$ strata'

@@ -70,3 +70,24 @@ export function parseSize(text: string): number {
   const power = ' kmgtp'.indexOf((match[2] || ' ').toLowerCase());
   return Math.round(Number(match[1]) * 1024 ** power);
 }
+
+/** "3 days ago", with the thresholds docker's tables use (go-units HumanDuration). */
+export function timeAgo(iso: string, now = Date.now()): string {
+  const seconds = Math.floor((now - Date.parse(iso)) / 1000);
+  if (Number.isNaN(seconds)) return 'N/A';
+  const minutes = Math.floor(seconds / 60);
+  const hours = Math.floor(minutes / 60);
+  let text: string;
+  if (seconds < 1) text = 'Less than a second';
+  else if (seconds === 1) text = '1 second';
+  else if (seconds < 60) text = `${seconds} seconds`;
+  else if (minutes === 1) text = 'About a minute';
+  else if (minutes < 60) text = `${minutes} minutes`;
+  else if (hours === 1) text = 'About an hour';
+  else if (hours < 48) text = `${hours} hours`;
+  else if (hours < 24 * 7 * 2) text = `${Math.floor(hours / 24)} days`;
+  else if (hours < 24 * 30 * 2) text = `${Math.floor(hours / 24 / 7)} weeks`;
+  else if (hours < 24 * 365 * 2) text = `${Math.floor(hours / 24 / 30)} months`;
+  else text = `${Math.floor(hours / 24 / 365)} years`;
+  return `${text} ago`;
+}

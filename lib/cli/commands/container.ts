@@ -6,7 +6,7 @@ import { pruneContainers } from '../../store/prune.js';
 import { resolveRoot } from '../../run/image.js';
 import { withStore } from '../context.js';
 import { addMountFlags, mountSpecs, type MountFlags } from './run.js';
-import { formatSize, parseFormat, parseSize, printList, UsageError, type Column } from '../output.js';
+import { formatSize, parseFormat, parseSize, printList, timeAgo, UsageError, type Column } from '../output.js';
 import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
 
 interface CreateOptions extends MountFlags {
@@ -120,7 +120,7 @@ export function registerContainer(program: Command): void {
           { header: 'CONTAINER ID', value: (c) => id(c.id) },
           { header: 'LAYER', value: (c) => id(c.layer) },
           { header: 'MOUNTS', value: (c) => String(c.mounts) },
-          { header: 'CREATED', value: (c) => c.created },
+          { header: 'CREATED', value: (c) => timeAgo(c.created) },
           ...(options.size
             ? [{ header: 'SIZE', value: (c: Container) => {
                 const size = sizes.get(c.id)!;

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseDigest, shortId } from '../../store/digest.js';
 import type { Layer } from '../../store/layers.js';
 import { progressLine, withStore } from '../context.js';
-import { formatSize, parseFormat, printList, UsageError, type Column } from '../output.js';
+import { formatSize, parseFormat, printList, timeAgo, UsageError, type Column } from '../output.js';
 
 interface ListOptions {
   format: string;
@@ -23,7 +23,7 @@ function layerColumns(trunc: boolean): Column<Layer>[] {
     { header: 'PARENT', value: (l) => id(l.parent) },
     { header: 'SIZE', value: (l) => formatSize(l.size) },
     { header: 'REFS', value: (l) => String(l.refs) },
-    { header: 'CREATED', value: (l) => l.created },
+    { header: 'CREATED', value: (l) => timeAgo(l.created) },
   ];
 }
 

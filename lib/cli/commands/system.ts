@@ -4,10 +4,10 @@ import { shortId, type Digest } from '../../store/digest.js';
 import { pruneSystem } from '../../store/prune.js';
 import { diskUsage, type DiskUsage, type UsageCategory } from '../../store/usage.js';
 import { withStore } from '../context.js';
-import { formatJsonLines, formatSize, formatTable, parseFormat, UsageError } from '../output.js';
+import { formatJsonLines, formatSize, formatTable, parseFormat, timeAgo, UsageError } from '../output.js';
 import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
 import { registerFsck } from './fsck.js';
-import { imagePruneLines, timeAgo } from './image.js';
+import { imagePruneLines } from './image.js';
 
 /** docker's RECLAIMABLE cell: the size, with its share of the total when there is one. */
 function reclaimable(category: UsageCategory<unknown>): string {
