@@ -1,8 +1,11 @@
-// Runs the strata command as a user would, from the TypeScript sources.
+// Runs the strata command as a user would, from the TypeScript sources,
+// bundled once per test process so that each command starts as fast as the
+// installed one.
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 
-const main = join(import.meta.dirname, '../../lib/cli/main.ts');
+import { bundleScript } from './bundle.js';
+
+let main: string | undefined;
 
 export interface CliResult {
   code: number | null;
@@ -11,7 +14,8 @@ export interface CliResult {
 }
 
 export function strata(args: string[], options: { input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): CliResult {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', main, ...args], {
+  main ??= bundleScript('lib/cli/main.ts');
+  const result = spawnSync(process.execPath, [main, ...args], {
     input: options.input ?? '',
     env: { ...process.env, ...options.env },
     maxBuffer: 256 * 1024 * 1024,

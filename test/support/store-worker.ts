@@ -1,6 +1,6 @@
 // A separate process that works on a store in a loop until it is killed or
 // has done `rounds` rounds: args ROOT KIND [ROUNDS]. Run bundled (see
-// worker-bundle.ts) or with the tsx loader. It prints "ready" once
+// bundle.ts) or with the tsx loader. It prints "ready" once
 // the store is open, then one JSON line per result as soon as the call that
 // made it has returned, so a test knows what was reported done when it kills
 // the process. Used by the crash-injection and parallel-process tests.

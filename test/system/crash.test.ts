@@ -9,7 +9,7 @@ import { checkStore, describeFinding } from '../../lib/store/fsck.js';
 import { Store } from '../../lib/store/store.js';
 import { Cleanups, isRoot, mountsBelow, tmpfsDir } from '../support/fixtures.js';
 import type { WorkerKind } from '../support/store-worker.js';
-import { bundleScript } from '../support/worker-bundle.js';
+import { bundleScript } from '../support/bundle.js';
 import { Ledger, loopsBacking, startWorker } from '../support/workers.js';
 
 const KINDS: WorkerKind[] = ['import', 'commit', 'remove', 'volume-create', 'volume-remove'];
@@ -23,7 +23,7 @@ describe('crash injection', function () {
 
   before(function () {
     if (!isRoot) this.skip();
-    bundle = bundleScript('store-worker.ts');
+    bundle = bundleScript('test/support/store-worker.ts');
   });
   afterEach(() => cleanups.release());
 

@@ -12,7 +12,7 @@ import { Store } from '../../lib/store/store.js';
 import { Cleanups, isRoot, mountsBelow, tmpfsDir } from '../support/fixtures.js';
 import type { WorkerKind } from '../support/store-worker.js';
 import { buildTar } from '../support/tar-builder.js';
-import { bundleScript } from '../support/worker-bundle.js';
+import { bundleScript } from '../support/bundle.js';
 import { expectClean, Ledger, loopsBacking, startWorker } from '../support/workers.js';
 
 describe('several processes on one root', function () {
@@ -21,7 +21,7 @@ describe('several processes on one root', function () {
 
   before(function () {
     if (!isRoot) this.skip();
-    bundle = bundleScript('store-worker.ts');
+    bundle = bundleScript('test/support/store-worker.ts');
   });
   afterEach(() => cleanups.release());
 

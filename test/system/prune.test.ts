@@ -12,6 +12,7 @@ import { pruneContainers, pruneImages, pruneSystem } from '../../lib/store/prune
 import { Store } from '../../lib/store/store.js';
 import { diskUsage } from '../../lib/store/usage.js';
 import { parseUntil } from '../../lib/cli/prune.js';
+import { bundleScript } from '../support/bundle.js';
 import { strata } from '../support/cli.js';
 import { Cleanups, isRoot, rejection, tmpfsDir } from '../support/fixtures.js';
 import { addImage, containerOf, sizedLayer } from './fixtures.js';
@@ -154,7 +155,7 @@ describe('prune', function () {
     const id = await containerWith(10);
     // script(1) gives the command a terminal; the answer is typed into it.
     const onTerminal = (answer: string) => {
-      const command = [process.execPath, '--import', 'tsx', join(import.meta.dirname, '../../lib/cli/main.ts'), '--root', root, 'container', 'prune'].join(' ');
+      const command = [process.execPath, bundleScript('lib/cli/main.ts'), '--root', root, 'container', 'prune'].join(' ');
       const result = spawnSync('script', ['-qec', command, '/dev/null'], { input: `${answer}\n` });
       expect(result.status, result.stderr.toString()).to.equal(0);
       return result.stdout.toString();
