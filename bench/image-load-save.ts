@@ -18,7 +18,7 @@ const TOTAL_MB = Number(process.env.BENCH_MB ?? 400);
 const LAYERS = 5;
 const packageRoot = join(import.meta.dirname, '..');
 // The compiled CLI, as installed: tsx's start-up would be timed otherwise.
-const cli = join(packageRoot, 'dist/cli/main.js');
+const cli = join(packageRoot, 'dist/cli/strata.js');
 
 function sha256File(file: string): string {
   return `sha256:${execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0]}`;
@@ -75,7 +75,7 @@ function time(fn: () => void): number {
 const unpackScript = 'tar -xf "$1" -C "$2" && for l in "$2"/*/layer.tar; do mkdir "${l%.tar}" && tar -xf "$l" -C "${l%.tar}"; done && sync -f "$2"';
 
 async function measure(runs: number): Promise<Row[]> {
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot, stdio: 'inherit' });
+  execFileSync('npm', ['run', '--silent', 'build:ts'], { cwd: packageRoot, stdio: 'inherit' });
   const cleanups = new Cleanups();
   const scratch = await freshFilesystem('ext4', 16);
   try {

@@ -18,7 +18,7 @@ import { buildTar, sha256 } from '../test/support/tar-builder.js';
 import { freshFilesystem, row, time, type BenchCase } from './support.js';
 
 const repo = join(import.meta.dirname, '..');
-const cliMain = join(repo, 'dist/cli/main.js');
+const cliMain = join(repo, 'dist/cli/strata.js');
 
 /** A layer tar of one small file, distinct per name. */
 function layerTar(name: string): { tar: Buffer; diffId: Digest } {
@@ -134,7 +134,7 @@ export const systemDf: BenchCase = {
   async run(context) {
     const runs = context.runs ?? 10;
     // The CLI is timed as installed: the compiled JavaScript, not tsx.
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repo, stdio: 'inherit' });
+    execFileSync('npm', ['run', '--silent', 'build:ts'], { cwd: repo, stdio: 'inherit' });
     const scratch = await freshFilesystem('tmpfs', 4);
     try {
       const floor = await cliFloor(scratch.dir, runs);

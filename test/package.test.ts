@@ -44,7 +44,7 @@ describe('package', function () {
     }>;
     const files = packed[0]!.files.map((f) => f.path);
     expect(files).to.include('prebuilds/linux-x64/stratafs.glibc.node');
-    expect(files).to.include('dist/cli/main.js');
+    expect(files).to.include('dist/cli/strata.js');
     expect(files.filter((f) => f.startsWith('build/') || f.startsWith('test/'))).to.deep.equal([]);
 
     // A consumer: npm 11 runs no dependency install scripts, so nothing is compiled.
