@@ -146,8 +146,10 @@ export class BuildCache {
 
   usage(): BuildCacheUsage {
     const entries = this.list();
-    const used = this.layersUsedOutsideCache();
-    const onlyCache = this.chainsOf(entries.map((e) => e.topLayer));
+    if (entries.length === 0) return { count: 0, active: 0, size: 0, reclaimable: 0 };
+    const layers = this.allLayers();
+    const used = this.layersUsedOutsideCache(layers);
+    const onlyCache = chainsOf(layers, entries.map((e) => e.topLayer));
     let size = 0;
     for (const layer of onlyCache.values()) if (!used.has(layer.chainId)) size += layer.size;
     const active = entries.filter((e) => e.topLayer !== null && used.has(e.topLayer)).length;
@@ -160,10 +162,13 @@ export class BuildCache {
    * step that has it.
    */
   records(): BuildCacheRecord[] {
-    const used = this.layersUsedOutsideCache();
+    const entries = this.list();
+    if (entries.length === 0) return [];
+    const layers = this.allLayers();
+    const used = this.layersUsedOutsideCache(layers);
     const counted = new Set<Digest>();
-    return this.list().map((entry) => {
-      const layer = entry.topLayer && !counted.has(entry.topLayer) ? this.store.layers.get(entry.topLayer) : undefined;
+    return entries.map((entry) => {
+      const layer = entry.topLayer && !counted.has(entry.topLayer) ? layers.get(entry.topLayer) : undefined;
       if (layer) counted.add(layer.chainId);
       const inUse = entry.topLayer !== null && used.has(entry.topLayer);
       return {
@@ -185,7 +190,7 @@ export class BuildCache {
    */
   async prune(options: PruneOptions = {}): Promise<PruneResult> {
     const before = this.usage().size;
-    const used = this.layersUsedOutsideCache();
+    const used = this.layersUsedOutsideCache(this.allLayers());
     const doomedEntries = this.list().filter(
       (e) =>
         (options.all || e.topLayer === null || !used.has(e.topLayer)) &&
@@ -207,26 +212,32 @@ export class BuildCache {
     return { deleted: doomedEntries.map((e) => e.id), reclaimed: Math.max(0, before - this.usage().size) };
   }
 
+  /** Every layer by its ChainID, read in one query: chains are walked in memory, not one lookup per layer. */
+  private allLayers(): Map<Digest, Layer> {
+    return new Map(this.store.layers.list().map((layer) => [layer.chainId, layer]));
+  }
+
   /** Every layer in the chains of images, containers and explicit imports. */
-  private layersUsedOutsideCache(): Set<Digest> {
+  private layersUsedOutsideCache(layers: ReadonlyMap<Digest, Layer>): Set<Digest> {
     const db = this.store.db;
     const tops = [
       ...(db.prepare('SELECT top_layer FROM images WHERE top_layer IS NOT NULL').pluck().all() as Digest[]),
       ...(db.prepare('SELECT layer FROM containers').pluck().all() as Digest[]),
       ...(db.prepare('SELECT chain_id FROM layers WHERE explicit = 1').pluck().all() as Digest[]),
     ];
-    return new Set(this.chainsOf(tops).keys());
+    return new Set(chainsOf(layers, tops).keys());
   }
+}
 
-  private chainsOf(tops: ReadonlyArray<Digest | null>): Map<Digest, Layer> {
-    const found = new Map<Digest, Layer>();
-    for (const top of tops) {
-      for (let layer = top ? this.store.layers.get(top) : undefined; layer && !found.has(layer.chainId); layer = layer.parent ? this.store.layers.get(layer.parent) : undefined) {
-        found.set(layer.chainId, layer);
-      }
+/** The layers of the chains below `tops`, each once. */
+function chainsOf(layers: ReadonlyMap<Digest, Layer>, tops: ReadonlyArray<Digest | null>): Map<Digest, Layer> {
+  const found = new Map<Digest, Layer>();
+  for (const top of tops) {
+    for (let layer = top ? layers.get(top) : undefined; layer && !found.has(layer.chainId); layer = layer.parent ? layers.get(layer.parent) : undefined) {
+      found.set(layer.chainId, layer);
     }
-    return found;
   }
+  return found;
 }
 
 /** Build-cache usage for `system df`: entries, those in use, and the bytes only the cache holds. */
