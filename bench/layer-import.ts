@@ -5,7 +5,8 @@
 // Each timed operation runs in a child process (this file with --child), so
 // its peak RSS is its own.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +24,10 @@ async function child(mode: string, tar: string, dir: string, splitFile: string):
   let splitBytes = 0;
   if (mode === 'apply') {
     const start = performance.now();
-    const result = await applyLayerArchive(createReadStream(tar), dir, { whiteouts: 'overlay' });
+    // As `strata layer import FILE` and `strata load` read a layer: in place.
+    const file = await open(tar, 'r');
+    const result = await applyLayerArchive({ file, start: 0, length: (await file.stat()).size }, dir, { whiteouts: 'overlay' })
+      .finally(() => file.close());
     seconds = (performance.now() - start) / 1000;
     writeFileSync(splitFile, JSON.stringify({ diffId: result.diffId, split: result.tarSplit.toString('base64') }));
     splitBytes = result.tarSplit.length;

@@ -1,7 +1,10 @@
 // Applies a layer tar stream (plain, gzip or zstd) into a directory: JS reads,
 // decompresses and hashes; the native applier parses and writes on a pool
-// thread, one batch in flight while the next is read and hashed.
-import { createHash } from 'node:crypto';
+// thread, one batch in flight while the next is read and hashed. An
+// uncompressed tar in a file is read in place into reused buffers, with the
+// next read under way while one chunk is hashed and the one before applied.
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -46,7 +49,22 @@ export interface ApplyResult {
   tarSplit: Buffer;
 }
 
+/**
+ * A layer tar that is `length` bytes of an open file from `start` (a file of
+ * its own, or a member of a docker-archive). The caller keeps the handle open
+ * until the apply settles, and closes it.
+ */
+export interface FileRange {
+  file: FileHandle;
+  start: number;
+  length: number;
+}
+
+export type LayerInput = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | FileRange;
+
 const BATCH_BYTES = 1 << 20;
+/** Reads of a file range: large enough that handing chunks between threads costs little. */
+const FILE_READ_BYTES = 4 << 20;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 const deflateRawAsync = promisify(deflateRaw);
@@ -86,19 +104,21 @@ function createZstdDecompressor(): Transform {
   });
 }
 
-export async function applyLayerArchive(
-  input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
-  dir: string,
-  options: ApplyOptions,
-): Promise<ApplyResult> {
+function isFileRange(input: LayerInput): input is FileRange {
+  return typeof (input as FileRange).file?.read === 'function' && typeof (input as FileRange).start === 'number';
+}
+
+export async function applyLayerArchive(input: LayerInput, dir: string, options: ApplyOptions): Promise<ApplyResult> {
+  if (isFileRange(input)) {
+    checkOptions(options);
+    return await withApplier(dir, options, (applier) => applyFileRange(applier, input, options));
+  }
   let source: AsyncIterator<Uint8Array> | undefined;
   try {
-    if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
-      throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
-    }
-    options.signal?.throwIfAborted();
+    checkOptions(options);
     source = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
-    return await applyFrom(source, dir, options);
+    const from = source;
+    return await withApplier(dir, options, (applier) => applyStream(applier, from, options));
   } catch (error) {
     // Closes the input (a file stream's fd) even if reading never started;
     // its own late errors no longer matter once this one is reported.
@@ -111,20 +131,97 @@ export async function applyLayerArchive(
   }
 }
 
-async function applyFrom(
-  source: AsyncIterator<Uint8Array>,
+function checkOptions(options: ApplyOptions): void {
+  if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
+    throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
+  }
+  options.signal?.throwIfAborted();
+}
+
+async function withApplier(
   dir: string,
   options: ApplyOptions,
+  apply: (applier: TarApplier) => Promise<ApplyResult>,
 ): Promise<ApplyResult> {
   const applier = new TarApplier(dir, options.whiteouts);
   try {
-    return await applyWith(applier, source, options);
+    return await apply(applier);
   } finally {
     await applier.close();
   }
 }
 
-async function applyWith(applier: TarApplier, source: AsyncIterator<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
+/** Reads exactly `into.length` bytes at `position`, or fewer only at the end of the file. */
+async function readAt(file: FileHandle, into: Buffer, position: number): Promise<Buffer> {
+  let filled = 0;
+  while (filled < into.length) {
+    const { bytesRead } = await file.read(into, filled, into.length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return into.subarray(0, filled);
+}
+
+/**
+ * An uncompressed range is read into three reused buffers: while one chunk
+ * is hashed, the next is being read and the one before applied. A compressed
+ * or empty one goes through the stream path.
+ */
+async function applyFileRange(applier: TarApplier, range: FileRange, options: ApplyOptions): Promise<ApplyResult> {
+  const head = await readAt(range.file, Buffer.alloc(Math.min(4, range.length)), range.start);
+  if (range.length === 0 || detectCompression(head) !== 'none') {
+    const stream: AsyncIterable<Uint8Array> = range.length === 0
+      ? (async function* () {})()
+      : range.file.createReadStream({ start: range.start, end: range.start + range.length - 1, autoClose: false, highWaterMark: 1 << 20 });
+    const source = stream[Symbol.asyncIterator]();
+    try {
+      return await applyStream(applier, source, options);
+    } finally {
+      await source.return?.();
+    }
+  }
+
+  const end = range.start + range.length;
+  const buffers = [0, 1, 2].map(() => Buffer.allocUnsafeSlow(Math.min(FILE_READ_BYTES, range.length)));
+  let position = range.start;
+  const readNext = (index: number): Promise<Buffer> => {
+    const into = buffers[index % buffers.length]!;
+    const reading = readAt(range.file, into.subarray(0, Math.min(into.length, end - position)), position).then((chunk) => {
+      position += chunk.length;
+      return chunk;
+    });
+    reading.catch(() => {}); // awaited in the loop or when it stops
+    return reading;
+  };
+  const hash = createHash('sha256');
+  let pending: Promise<void> | undefined;
+  let reading: Promise<Buffer> | undefined = readNext(0);
+  try {
+    for (let index = 0; reading; index++) {
+      const chunk = await reading;
+      reading = undefined;
+      if (chunk.length === 0) break; // the file is shorter than the range
+      options.signal?.throwIfAborted();
+      // Buffer index+1 holds neither this chunk nor the one being applied.
+      if (position < end) reading = readNext(index + 1);
+      hash.update(chunk);
+      options.onProgress?.(position - range.start);
+      if (pending) await pending;
+      pending = applier.write(chunk);
+      pending.catch(() => {}); // awaited by the next chunk or below
+    }
+    await pending;
+  } finally {
+    // Settles what is under way before the buffers and the handle go back to the caller.
+    await Promise.allSettled([reading, pending]);
+  }
+  if (position < end) {
+    throw new ArchiveError('ERR_ARCHIVE_TRUNCATED', `the file ends ${end - position} bytes before the end of the layer`);
+  }
+  return complete(applier, hash, range.length, 'none', options);
+}
+
+async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
   // Reads until the first 4 bytes are known, to pick the decompressor.
   let compressedRead = 0;
   const head: Buffer[] = [];
@@ -197,6 +294,17 @@ async function applyWith(applier: TarApplier, source: AsyncIterator<Uint8Array>,
     throw error;
   }
 
+  return complete(applier, hash, tarSize, compression, options);
+}
+
+/** Checks the DiffID, then has the applier check the end and make the data durable. */
+async function complete(
+  applier: TarApplier,
+  hash: Hash,
+  tarSize: number,
+  compression: ApplyResult['compression'],
+  options: ApplyOptions,
+): Promise<ApplyResult> {
   const diffId = `sha256:${hash.digest('hex')}`;
   if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
     throw new ArchiveError(

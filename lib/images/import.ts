@@ -1,5 +1,6 @@
 // strata import: a root filesystem (a tar, or a directory) as a one-layer
 // image with a generated config, as `docker import` makes one.
+import type { LayerInput } from '../archive/apply.js';
 import { transaction } from '../store/database.js';
 import type { Image } from '../store/images.js';
 import type { Store } from '../store/store.js';
@@ -13,7 +14,7 @@ export interface ImportRootfsOptions {
   onProgress?: (bytesRead: number) => void;
 }
 
-export async function importRootfs(store: Store, input: AsyncIterable<Uint8Array>, options: ImportRootfsOptions): Promise<Image> {
+export async function importRootfs(store: Store, input: LayerInput, options: ImportRootfsOptions): Promise<Image> {
   const tags = options.tag === undefined ? [] : [normalizeTag(options.tag)];
   // Held from its registration until the image row holds it, so neither a
   // failure nor a crash leaves an orphan layer, and no other process removes it.

@@ -148,7 +148,7 @@ async function importLayer(
       yield chunk as Buffer;
     }
   }
-  const { hold } = await store.layers.import(hash ? hashed() : archive.stream(source.member), {
+  const { hold } = await store.layers.import(hash ? hashed() : archive.range(source.member), {
     parent,
     expectedDiffId: diffId,
     explicit: false,

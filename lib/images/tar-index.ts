@@ -8,6 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 
+import type { FileRange } from '../archive/apply.js';
 import { invalidImage } from './config.js';
 
 export const BLOCK = 512;
@@ -154,6 +155,11 @@ export class TarIndex {
     const data = Buffer.alloc(member.size);
     await this.file.read(data, 0, member.size, member.offset);
     return data;
+  }
+
+  /** The member's bytes in place, for reading without a stream. */
+  range(member: TarMember): FileRange {
+    return { file: this.file, start: member.offset, length: member.size };
   }
 
   stream(member: TarMember): Readable {

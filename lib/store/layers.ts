@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
-import { applyLayerArchive, type ApplyResult } from '../archive/apply.js';
+import { applyLayerArchive, type ApplyResult, type LayerInput } from '../archive/apply.js';
 import { exportLayerArchive } from '../archive/export.js';
 import type { StorageDriver } from '../drivers/driver.js';
 import { transaction, type Db } from './database.js';
@@ -124,7 +124,7 @@ export class LayerStore {
    * it. The layer becomes visible only once its data is on disk and its
    * metadata committed; on any failure nothing is registered or left behind.
    */
-  async import(input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<ImportResult> {
+  async import(input: LayerInput, options: ImportOptions = {}): Promise<ImportResult> {
     const parent = options.parent ? this.requireLayer(options.parent, 'parent layer') : null;
     if (options.expectedDiffId) {
       const expected = parseDigest(options.expectedDiffId, 'layer digest');

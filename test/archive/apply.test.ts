@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import {
   createReadStream, linkSync, lstatSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { applyLayerArchive } from '../../lib/archive/apply.js';
@@ -161,6 +162,52 @@ describe('applyLayerArchive with archives from GNU tar', function () {
       expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(bytes);
     });
   }
+
+  it('reads a layer in place from a range of a larger file, through more buffers than it reuses', async function () {
+    const work = scratchDir(each, 'range');
+    // 20 MiB of distinct content: a reused buffer overwritten too early would change files.
+    const entries = Array.from({ length: 10 }, (_, i) => ({ name: `part${i}`, data: Buffer.alloc((2 << 20) + i * 4099, `${i}-abcdefghij`) }));
+    const tar = buildTar(entries);
+    const before = Buffer.alloc(1000, 'x');
+    const file = join(work, 'outer');
+    writeFileSync(file, Buffer.concat([before, tar, Buffer.alloc(777, 'y')]));
+    const handle = await open(file, 'r');
+    try {
+      const dir = scratchDir(each, 'applied');
+      const progress: number[] = [];
+      const result = await applyLayerArchive({ file: handle, start: before.length, length: tar.length }, dir, {
+        whiteouts: 'overlay',
+        onProgress: (n) => progress.push(n),
+      });
+      expect(result.diffId).to.equal(sha256(tar));
+      expect(result.tarSize).to.equal(tar.length);
+      expect(progress.at(-1)).to.equal(tar.length);
+      for (const entry of entries) expect(readFileSync(join(dir, entry.name)).equals(entry.data)).to.equal(true);
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(tar);
+
+      // A range past the end of the file is a truncated layer.
+      const cut = await applyLayerArchive({ file: handle, start: before.length, length: tar.length + 5000 }, scratchDir(each, 'cut'), {
+        whiteouts: 'overlay',
+      }).catch((e: unknown) => e);
+      expect(cut).to.include({ code: 'ERR_ARCHIVE_TRUNCATED' });
+      expect((cut as Error).message).to.include('the file ends');
+    } finally {
+      await handle.close();
+    }
+
+    // A compressed range goes through the decompressor.
+    const gz = join(work, 'layer.tar');
+    writeFileSync(gz, tar);
+    run('gzip', ['-q', gz]);
+    const packed = await open(`${gz}.gz`, 'r');
+    try {
+      const { size } = await packed.stat();
+      const result = await applyLayerArchive({ file: packed, start: 0, length: size }, scratchDir(each, 'gz'), { whiteouts: 'overlay' });
+      expect(result).to.include({ compression: 'gzip', diffId: sha256(tar) });
+    } finally {
+      await packed.close();
+    }
+  });
 
   it('rejects corrupt and truncated gzip and zstd data with ERR_ARCHIVE_CORRUPT', async function () {
     const work = scratchDir(each, 'cut');

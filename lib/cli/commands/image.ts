@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -14,6 +14,7 @@ import { shortId } from '../../store/digest.js';
 import type { Image } from '../../store/images.js';
 import { pruneImages, type ImagePruneResult } from '../../store/prune.js';
 import type { Store } from '../../store/store.js';
+import { openArchiveInput } from '../archive-input.js';
 import { progressLine, withStore } from '../context.js';
 import { formatSize, formatTable, parseFormat, printList, timeAgo, UsageError, type Column } from '../output.js';
 import { collect, confirmPrune, printDeleted, printReclaimed, pruneFilters } from '../prune.js';
@@ -329,16 +330,18 @@ export function registerImage(program: Command): void {
       if (source === '-' && process.stdin.isTTY) throw new UsageError('refusing to read a root filesystem tar from a terminal: give a file or pipe one in');
       if (reference !== undefined) normalizeTag(reference); // a bad name fails before any work
       await withStore(command, async (store) => {
-        let input: AsyncIterable<Uint8Array>;
-        if (source === '-') input = process.stdin;
-        else if ((await stat(source)).isDirectory()) input = rootfsArchive(source);
-        else input = (await open(source, 'r')).createReadStream();
+        const archive = source !== '-' && (await stat(source)).isDirectory()
+          ? { input: rootfsArchive(source), close: async () => {} }
+          : await openArchiveInput(source, 'a root filesystem tar');
         const progress = progressLine('Importing');
-        const image = await importRootfs(store, input, {
+        const image = await importRootfs(store, archive.input, {
           source,
           ...(reference !== undefined && { tag: reference }),
           onProgress: (bytes) => progress.update(formatSize(bytes)),
-        }).finally(() => progress.done());
+        }).finally(async () => {
+          progress.done();
+          await archive.close();
+        });
         process.stdout.write(`${image.id}\n`);
       });
     });

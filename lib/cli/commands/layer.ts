@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 import { parseDigest, shortId } from '../../store/digest.js';
 import type { Layer } from '../../store/layers.js';
+import { openArchiveInput } from '../archive-input.js';
 import { progressLine, withStore } from '../context.js';
 import { formatSize, parseFormat, printList, timeAgo, UsageError, type Column } from '../output.js';
 
@@ -27,15 +27,6 @@ function layerColumns(trunc: boolean): Column<Layer>[] {
   ];
 }
 
-/** Opens the archive before reading starts, so a missing file is a plain error, not a stream event. */
-async function openInput(file: string): Promise<Readable> {
-  if (file === '-') {
-    if (process.stdin.isTTY) throw new UsageError('refusing to read a layer archive from a terminal: give a file or pipe one in');
-    return process.stdin;
-  }
-  return (await open(file, 'r')).createReadStream();
-}
-
 function openOutput(file: string | undefined): Writable {
   if (file) return createWriteStream(file);
   if (process.stdout.isTTY) throw new UsageError('refusing to write a layer archive to a terminal: use -o FILE or redirect stdout');
@@ -55,15 +46,19 @@ export function registerLayer(program: Command): void {
       const expectedDiffId = options.digest ? parseDigest(options.digest, '--digest') : undefined;
       await withStore(command, async (store) => {
         const parent = options.parent ? store.layers.resolve(options.parent).chainId : null;
+        const archive = await openArchiveInput(file, 'a layer archive');
         const progress = progressLine('Importing');
         const result = await store.layers
-          .import(await openInput(file), {
+          .import(archive.input, {
             parent,
             explicit: true,
             ...(expectedDiffId && { expectedDiffId }),
             onProgress: (bytes) => progress.update(formatSize(bytes)),
           })
-          .finally(() => progress.done());
+          .finally(async () => {
+            progress.done();
+            await archive.close();
+          });
         if (result.existed) process.stderr.write(`Layer ${shortId(result.layer.chainId)} already exists\n`);
         process.stdout.write(`${result.layer.chainId}\n`);
       });
