@@ -2,47 +2,14 @@
 // syncfs included) against `tar -x` + syncfs of the same ~500 MB, ~12,000-entry
 // archive into the same fresh filesystem (tmpfs, or a loop-mounted ext4 whose
 // image lives on the disk); and exportLayerArchive against `tar -c`.
-// Each timed operation runs in a child process (this file with --child), so
-// its peak RSS is its own.
+// Each timed operation runs in a child process (layer-import-child.ts, bundled
+// and run with plain node, as the installed CLI runs), so its peak RSS is its own.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 
-import { applyLayerArchive } from '../lib/archive/apply.js';
-import { exportLayerArchive } from '../lib/archive/export.js';
+import { bundleScript } from '../test/support/bundle.js';
 import { freshFilesystem, row, stats, type BenchCase, type BenchFs, type Row } from './support.js';
-
-const self = fileURLToPath(import.meta.url);
-
-/** Child mode: one timed operation in a fresh process, so its peak RSS is its own. */
-async function child(mode: string, tar: string, dir: string, splitFile: string): Promise<void> {
-  const cpuAtStart = process.cpuUsage();
-  let seconds: number;
-  let splitBytes = 0;
-  if (mode === 'apply') {
-    const start = performance.now();
-    // As `strata layer import FILE` and `strata load` read a layer: in place.
-    const file = await open(tar, 'r');
-    const result = await applyLayerArchive({ file, start: 0, length: (await file.stat()).size }, dir, { whiteouts: 'overlay' })
-      .finally(() => file.close());
-    seconds = (performance.now() - start) / 1000;
-    writeFileSync(splitFile, JSON.stringify({ diffId: result.diffId, split: result.tarSplit.toString('base64') }));
-    splitBytes = result.tarSplit.length;
-  } else {
-    const { diffId, split } = JSON.parse(readFileSync(splitFile, 'utf8')) as { diffId: string; split: string };
-    const start = performance.now();
-    for await (const _chunk of exportLayerArchive(dir, Buffer.from(split, 'base64'), diffId)) {
-      // consumed like a pipe would be
-    }
-    seconds = (performance.now() - start) / 1000;
-  }
-  const cpu = process.cpuUsage(cpuAtStart);
-  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  process.stdout.write(JSON.stringify({ seconds, cpuSeconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
-}
 
 interface ChildResult {
   seconds: number;
@@ -52,10 +19,9 @@ interface ChildResult {
   splitBytes: number;
 }
 
-function runChild(mode: string, tar: string, dir: string, splitFile: string): ChildResult {
-  const out = spawnSync(process.execPath, ['--import', 'tsx', self, '--child', mode, tar, dir, splitFile], {
-    encoding: 'utf8',
-  });
+/** Runs one operation in a fresh process: the child, bundled, so its peak RSS is the library's and not a TypeScript loader's. */
+function runChild(child: string, mode: string, tar: string, dir: string, splitFile: string): ChildResult {
+  const out = spawnSync(process.execPath, [child, mode, tar, dir, splitFile], { encoding: 'utf8' });
   if (out.status !== 0) throw new Error(`child ${mode} failed: ${out.stderr}`);
   return JSON.parse(out.stdout) as ChildResult;
 }
@@ -86,6 +52,7 @@ function generateTree(root: string): void {
 }
 
 async function measure(runs: number, fs: BenchFs, log: (message: string) => void): Promise<Row[]> {
+  const child = bundleScript('bench/layer-import-child.ts');
   const scratch = await freshFilesystem(fs, 8);
   const base = scratch.dir;
   try {
@@ -120,12 +87,12 @@ async function measure(runs: number, fs: BenchFs, log: (message: string) => void
       const byUs = join(base, `apply-${run}`);
       mkdirSync(byUs);
       const splitFile = join(base, 'split.json');
-      const applied = runChild('apply', tar, byUs, splitFile);
+      const applied = runChild(child, 'apply', tar, byUs, splitFile);
       if (run === 0) log(`layer-import: tar-split ${(applied.splitBytes / 1024).toFixed(0)} KiB deflated`);
       applyTimes.push(applied.seconds);
       applyCpu.push(applied.cpuSeconds);
       rss.push(applied.maxRssMb);
-      const exported = runChild('export', tar, byUs, splitFile);
+      const exported = runChild(child, 'export', tar, byUs, splitFile);
       exportTimes.push(exported.seconds);
       exportRss.push(exported.maxRssMb);
       rmSync(byUs, { recursive: true });
@@ -152,7 +119,3 @@ export const layerImport: BenchCase = {
   run: (context) => measure(context.runs ?? 3, 'ext4', context.log),
 };
 
-if (process.argv[1] === self && process.argv[2] === '--child') {
-  const [, , , mode, tar, dir, splitFile] = process.argv;
-  await child(mode!, tar!, dir!, splitFile!);
-}

@@ -1,0 +1,40 @@
+// One timed layer import or export in a fresh process, for bench/layer-import.ts,
+// which bundles this file and runs it with plain node:
+//   node child.mjs apply|export LAYER.tar DIR SPLIT.json
+// It prints { seconds, cpuSeconds, maxRssMb, splitBytes } as JSON.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+
+import { applyLayerArchive } from '../lib/archive/apply.js';
+import { exportLayerArchive } from '../lib/archive/export.js';
+
+/** Applies the tar into dir (saving the tar-split), or exports dir back. */
+async function child(mode: string, tar: string, dir: string, splitFile: string): Promise<void> {
+  const cpuAtStart = process.cpuUsage();
+  let seconds: number;
+  let splitBytes = 0;
+  if (mode === 'apply') {
+    const start = performance.now();
+    // As `strata layer import FILE` and `strata load` read a layer: in place.
+    const file = await open(tar, 'r');
+    const result = await applyLayerArchive({ file, start: 0, length: (await file.stat()).size }, dir, { whiteouts: 'overlay' })
+      .finally(() => file.close());
+    seconds = (performance.now() - start) / 1000;
+    writeFileSync(splitFile, JSON.stringify({ diffId: result.diffId, split: result.tarSplit.toString('base64') }));
+    splitBytes = result.tarSplit.length;
+  } else {
+    const { diffId, split } = JSON.parse(readFileSync(splitFile, 'utf8')) as { diffId: string; split: string };
+    const start = performance.now();
+    for await (const _chunk of exportLayerArchive(dir, Buffer.from(split, 'base64'), diffId)) {
+      // consumed like a pipe would be
+    }
+    seconds = (performance.now() - start) / 1000;
+  }
+  const cpu = process.cpuUsage(cpuAtStart);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
+}
+
+const [mode, tar, dir, splitFile] = process.argv.slice(2);
+await child(mode!, tar!, dir!, splitFile!);
