@@ -1,11 +1,14 @@
 // Container layers on overlay2, against their physical floor: create + mount
 // through the API vs a bare overlay mount(2) of the same directories, and the
 // disk each of 1,000 containers of one image costs beyond its own changes.
+// On btrfs: container create vs `btrfs subvolume snapshot` of the image's top
+// layer, and vs the bare snapshot ioctl.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
+import { snapshotSubvolume } from '../lib/native/btrfs.js';
 import { mountOverlay } from '../lib/native/overlay.js';
 import { unmount } from '../lib/native/mount.js';
 import type { Digest } from '../lib/store/digest.js';
@@ -62,6 +65,32 @@ async function createAndMount(fsType: BenchFs, runs: number): Promise<Row[]> {
   }
 }
 
+async function btrfsCreate(runs: number): Promise<Row[]> {
+  const scratch = await freshFilesystem('btrfs');
+  try {
+    const store = await Store.open({ root: join(scratch.dir, 'root'), driver: 'btrfs' });
+    const image = await sixLayerImage(store, join(scratch.dir, 'work'));
+    const top = store.layers.chainDirs(image)[0]!;
+    const api = await time(() => store.containers.create(image), runs);
+    const snapshots = join(scratch.dir, 'snapshots');
+    mkdirSync(snapshots);
+    let next = 0;
+    const cli = await time(() => execFileSync('btrfs', ['-q', 'subvolume', 'snapshot', top, join(snapshots, `cli${next++}`)]), runs);
+    const ioctl = await time(() => snapshotSubvolume(top, join(snapshots, `ioctl${next++}`)), runs);
+    for (const c of store.containers.list()) await store.containers.remove(c.id, { force: true });
+    store.close();
+    const common = { case: 'container', section: 'container create, 6-layer image (btrfs)', fs: 'btrfs' as const, unit: 'ms' as const };
+    return [
+      row({ ...common, subject: 'strata create (API)', value: api, baseline: 'btrfs subvolume snapshot', base: cli }),
+      row({ ...common, subject: 'btrfs subvolume snapshot of the top layer', value: cli }),
+      row({ ...common, subject: 'strata create (API), against the bare ioctl', value: api, baseline: 'snapshot ioctl', base: ioctl }),
+      row({ ...common, subject: 'BTRFS_IOC_SNAP_CREATE_V2 of the top layer', value: ioctl }),
+    ];
+  } finally {
+    await scratch.release();
+  }
+}
+
 async function diskPerContainer(fsType: BenchFs, count: number): Promise<Row[]> {
   const scratch = await freshFilesystem(fsType);
   try {
@@ -89,12 +118,13 @@ async function diskPerContainer(fsType: BenchFs, count: number): Promise<Row[]> 
 
 export const container: BenchCase = {
   name: 'container',
-  about: 'container create + mount against a bare overlay mount(2); disk per idle container',
-  needs: ['mkfs.ext4', 'mkfs.xfs', 'tar'],
+  about: 'container create + mount against a bare overlay mount(2); disk per idle container; btrfs create against a snapshot',
+  needs: ['mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'btrfs', 'tar'],
   async run(context) {
     const rows: Row[] = [];
     for (const fsType of ['ext4', 'xfs'] as const) rows.push(...(await createAndMount(fsType, context.runs ?? 30)));
     for (const fsType of ['ext4', 'xfs'] as const) rows.push(...(await diskPerContainer(fsType, 1000)));
+    rows.push(...(await btrfsCreate(context.runs ?? 30)));
     return rows;
   },
 };
