@@ -22,7 +22,7 @@ import { freshFilesystem, row, stats, type BenchCase, type Row } from './support
 // Context sizes, in files of 4 kB: a small service's sources, and one with its dependencies vendored.
 const sizes = (process.env.BENCH_FILES ?? '1000,5000').split(',').map(Number);
 const packageRoot = join(import.meta.dirname, '..');
-const cli = join(packageRoot, 'dist/cli/strata.js');
+const cli = join(packageRoot, 'dist/cli/strata.cjs');
 
 // The seed's five-step shape.
 const DOCKERFILE = `FROM base

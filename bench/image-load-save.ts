@@ -18,7 +18,7 @@ const TOTAL_MB = Number(process.env.BENCH_MB ?? 400);
 const LAYERS = 5;
 const packageRoot = join(import.meta.dirname, '..');
 // The compiled CLI, as installed: tsx's start-up would be timed otherwise.
-const cli = join(packageRoot, 'dist/cli/strata.js');
+const cli = join(packageRoot, 'dist/cli/strata.cjs');
 
 function sha256File(file: string): string {
   return `sha256:${execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0]}`;

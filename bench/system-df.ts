@@ -18,7 +18,7 @@ import { buildTar, sha256 } from '../test/support/tar-builder.js';
 import { freshFilesystem, row, time, type BenchCase } from './support.js';
 
 const repo = join(import.meta.dirname, '..');
-const cliMain = join(repo, 'dist/cli/strata.js');
+const cliMain = join(repo, 'dist/cli/strata.cjs');
 
 /** A layer tar of one small file, distinct per name. */
 function layerTar(name: string): { tar: Buffer; diffId: Digest } {

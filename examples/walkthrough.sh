@@ -32,8 +32,8 @@ mkdir -p "$work/root"
 mount -t tmpfs -o size=512m,mode=0700 tmpfs "$work/root"
 export STRATA_ROOT="$work/root"
 
-if [ -f "$repo/dist/cli/strata.js" ]; then
-  strata() { node "$repo/dist/cli/strata.js" "$@"; }
+if [ -f "$repo/dist/cli/strata.cjs" ]; then
+  strata() { node "$repo/dist/cli/strata.cjs" "$@"; }
 else
   strata() { node --import tsx "$repo/lib/cli/main.ts" "$@"; }
 fi

@@ -31,7 +31,7 @@ describe('package', function () {
       cwd: root,
       env: { ...process.env, STRATAFS_PREBUILD: join(root, 'build-cmake') },
     });
-    expect(JSON.parse(out)).to.deep.equal({ path: built, abi: 6, code: 'ENOENT' });
+    expect(JSON.parse(out)).to.deep.equal({ path: built, abi: 7, code: 'ENOENT' });
   });
 
   it('packs the prebuild, and the tarball installs and runs with no compiler and no build/', function () {
@@ -44,7 +44,7 @@ describe('package', function () {
     }>;
     const files = packed[0]!.files.map((f) => f.path);
     expect(files).to.include('prebuilds/linux-x64/stratafs.glibc.node');
-    expect(files).to.include('dist/cli/strata.js');
+    expect(files).to.include('dist/cli/strata.cjs');
     expect(files.filter((f) => f.startsWith('build/') || f.startsWith('test/'))).to.deep.equal([]);
 
     // A consumer: npm 11 runs no dependency install scripts, so nothing is compiled.

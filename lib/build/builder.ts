@@ -90,7 +90,7 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   const tags = (options.tags ?? []).map(normalizeTag);
   const out = options.output ?? (() => {});
   const cache = new BuildCache(store);
-  const context = BuildContext.open(options.context);
+  const context = await BuildContext.open(options.context);
   const remembered = cache.fileHashes();
   const buildArgs = new Map(Object.entries(options.buildArgs ?? {}));
   const consumed = new Set<string>();
@@ -427,7 +427,7 @@ async function unpack(archive: string, dir: string): Promise<BuildContext> {
       error ? reject(new Error(`cannot unpack ${posix.basename(archive)}: ${stderr.trim() || error.message}`)) : resolve(),
     ),
   );
-  return BuildContext.open(dir, { ignoreFile: false });
+  return await BuildContext.open(dir, { ignoreFile: false });
 }
 
 /** A directory below the store root for work in progress, removed after (or on the next open, after a crash). */

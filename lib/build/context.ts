@@ -2,8 +2,10 @@
 // minus what .dockerignore excludes; globs over it; and the content digest of
 // a step's sources, which decides whether the cached step still holds.
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import { join, posix } from 'node:path';
+
+import { scanTree } from '../native/tree.js';
 
 export interface ContextEntry {
   /** Relative to the context root, "/"-separated, no leading "./". */
@@ -29,7 +31,7 @@ export interface FileHashes {
 }
 
 /** Files changed more recently than this are hashed afresh each time (the "racily clean" rule of git's index). */
-const SETTLED_NS = 2_000_000_000n;
+const SETTLED_MS = 2000;
 
 export class ContextError extends Error {
   readonly code = 'ERR_BUILD_CONTEXT';
@@ -119,13 +121,14 @@ export class BuildContext {
   ) {}
 
   /** Reads the tree below dir; `ignoreFile: false` takes every file, whatever a .dockerignore says (an unpacked ADD archive). */
-  static open(dir: string, options: { ignoreFile?: boolean } = {}): BuildContext {
+  static async open(dir: string, options: { ignoreFile?: boolean } = {}): Promise<BuildContext> {
     if (!existsSync(dir)) throw new ContextError(`the build context ${dir} does not exist`);
     const ignorePath = join(dir, '.dockerignore');
     const patterns = options.ignoreFile !== false && existsSync(ignorePath) ? parseIgnore(readFileSync(ignorePath, 'utf8')) : [];
     // As docker's pattern matcher: the last pattern matching a path, or one of its parents, decides.
     const excluded = (path: string) => {
       let result = false;
+      if (patterns.length === 0) return result;
       const prefixes = path.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/'));
       for (const pattern of patterns) {
         if (prefixes.some((prefix) => pattern.regex.test(prefix))) result = pattern.exclude;
@@ -133,27 +136,16 @@ export class BuildContext {
       return result;
     };
     const entries: ContextEntry[] = [];
-    const now = BigInt(Date.now()) * 1_000_000n;
-    // Synchronous calls: for thousands of small files, a thread-pool round trip per call costs more than the call.
-    const walk = (rel: string) => {
-      const names = readdirSync(rel ? join(dir, rel) : dir).sort();
-      for (const name of names) {
-        const path = rel ? `${rel}/${name}` : name;
-        const stat = lstatSync(join(dir, path), { bigint: true });
-        const type = stat.isDirectory() ? 'directory' : stat.isSymbolicLink() ? 'symlink' : stat.isFile() ? 'file' : undefined;
-        const common = { path, mode: Number(stat.mode & 0o7777n), uid: Number(stat.uid), gid: Number(stat.gid), mtimeMs: Number(stat.mtimeNs / 1_000_000n) };
-        const changed = stat.mtimeNs > stat.ctimeNs ? stat.mtimeNs : stat.ctimeNs;
-        const stamp = now - changed > SETTLED_NS ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mode}:${stat.mtimeNs}:${stat.ctimeNs}` : undefined;
-        // A directory excluded as a whole may still hold re-included files ("!dir/keep").
-        if (type === 'directory') {
-          if (!excluded(path)) entries.push({ ...common, type, size: 0 });
-          walk(path);
-        } else if (type && !excluded(path)) {
-          entries.push({ ...common, type, size: type === 'file' ? Number(stat.size) : 0, ...(stamp && { stamp }) });
-        }
-      }
-    };
-    walk('');
+    const now = Date.now();
+    // One native pass lists the tree with every lstat. A directory excluded as
+    // a whole is still listed: it may hold re-included files ("!dir/keep").
+    for (const entry of await scanTree(dir)) {
+      if (entry.type === 'other' || excluded(entry.path)) continue;
+      const { path, type, mode, uid, gid } = entry;
+      const common = { path, type, mode, uid, gid, mtimeMs: Math.floor(entry.mtimeMs) };
+      if (type === 'directory') entries.push({ ...common, size: 0 });
+      else entries.push({ ...common, size: type === 'file' ? entry.size : 0, ...(now - entry.changedMs > SETTLED_MS && { stamp: entry.stamp }) });
+    }
     return new BuildContext(dir, entries, new Map(entries.map((e) => [e.path, e])));
   }
 

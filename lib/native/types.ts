@@ -74,6 +74,8 @@ export interface NativeBinding {
 
   // tree.cc
   copyTree(src: string, dst: string, threads: number, reflink: boolean): Promise<NativeTreeCopyStats>;
+  /** paths and stamps NUL-separated; fields: 7 numbers per entry (see tree.ts). */
+  scanTree(root: string): Promise<{ paths: string; stamps: string; fields: Float64Array }>;
 
   // btrfs.cc
   btrfsCreateSubvolume(path: string): Promise<void>;

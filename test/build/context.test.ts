@@ -29,10 +29,10 @@ describe('build context', function () {
   const cleanups = new Cleanups();
   afterEach(() => cleanups.release());
 
-  it('excludes what .dockerignore names, with exceptions, and reads the rest', function () {
+  it('excludes what .dockerignore names, with exceptions, and reads the rest', async function () {
     const dir = scratchDir(cleanups, 'context');
     writeTree(dir, { '.dockerignore': '*.log\nbuild\n!build/keep\n', 'a.log': '', 'b.txt': '', 'build/x': '', 'build/keep': '', 'sub/c.log': '' });
-    const context = BuildContext.open(dir);
+    const context = await BuildContext.open(dir);
     expect(context.entries.map((e) => e.path)).to.deep.equal(['.dockerignore', 'b.txt', 'build/keep', 'sub', 'sub/c.log']);
     expect(context.sources('*.txt').map((e) => e.path)).to.deep.equal(['b.txt']);
     expect(() => context.sources('a.log')).to.throw(/excluded by \.dockerignore: a\.log/);
@@ -44,15 +44,16 @@ describe('build context', function () {
     writeTree(dir, { 'a.txt': 'alpha\n', 'b.txt': 'beta\n', 'sub/c.txt': 'gamma\n' });
     const fresh = countingHashes();
     // Just written: too recent to trust a stamp, so hashed and not remembered.
-    BuildContext.open(dir).digest(BuildContext.open(dir).sources('.'), fresh.hashes);
+    const recent = await BuildContext.open(dir);
+    recent.digest(recent.sources('.'), fresh.hashes);
     expect(fresh.counts).to.deep.equal({ hits: 0, learned: 0 });
 
     await sleep(2100); // past the settling time
     const { hashes, counts } = countingHashes();
-    const first = BuildContext.open(dir);
+    const first = await BuildContext.open(dir);
     const digest = first.digest(first.sources('.'), hashes);
     expect(counts).to.deep.equal({ hits: 0, learned: 3 });
-    const again = BuildContext.open(dir);
+    const again = await BuildContext.open(dir);
     expect(again.digest(again.sources('.'), hashes)).to.equal(digest);
     expect(counts).to.deep.equal({ hits: 3, learned: 3 });
     // The same digest as without remembered hashes.
@@ -60,7 +61,7 @@ describe('build context', function () {
 
     writeFileSync(join(dir, 'a.txt'), 'ALPHA\n');
     chmodSync(join(dir, 'b.txt'), 0o600);
-    const changed = BuildContext.open(dir);
+    const changed = await BuildContext.open(dir);
     expect(changed.digest(changed.sources('.'), hashes)).to.not.equal(digest);
     expect(counts.hits).to.equal(3 + 1); // only sub/c.txt was unchanged
   });
