@@ -311,19 +311,24 @@ export class ContainerStore {
    * by streaming the tar into a new layer (no archive is written). Each file is
    * read as it is at that moment; one that changes size while it is read fails
    * the commit. The container keeps its layer and its diff.
+   *
+   * The layer is held as an explicit import, or with `hold` by this process
+   * (see LayerStore.holdInTransaction) until the caller's own reference
+   * takes over: a build's cache entry.
    */
-  async commit(reference: string): Promise<ImportResult> {
+  async commit(reference: string, options: { hold?: boolean } = {}): Promise<ImportResult> {
+    const hold = options.hold ?? false;
     const container = this.resolve(reference);
     if (!isMountPoint(this.layout(container).merged) && (await this.driver.adoptable(container.cacheId))) {
-      return this.commitInPlace(container);
+      return this.commitInPlace(container, hold);
     }
     return this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
-      return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: true });
+      return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: !hold, hold });
     });
   }
 
-  private async commitInPlace(container: Container): Promise<ImportResult> {
+  private async commitInPlace(container: Container, hold: boolean): Promise<ImportResult> {
     const layout = this.layout(container);
     const indexed = await this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
@@ -336,7 +341,7 @@ export class ContainerStore {
       const move = await this.driver.adoptWritable(container.cacheId, cacheId);
       const registered = transaction(this.db, () => {
         this.requireUnchanged(container);
-        const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, true);
+        const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, !hold);
         // The container now sits on the layer holding its changes.
         this.layers.retainInTransaction(result.layer.chainId);
         this.layers.releaseInTransaction(container.layer); // still held by the new layer
@@ -345,7 +350,7 @@ export class ContainerStore {
         if (move && !result.existed) {
           this.db.prepare('INSERT INTO adoptions (from_path, to_path, pid, pid_start) VALUES (?, ?, ?, ?)').run(move.from, move.to, process.pid, ownStart);
         }
-        return result;
+        return hold ? { ...result, hold: this.layers.holdInTransaction(result.layer.chainId) } : result;
       });
       if (registered.existed) {
         // Those changes were a layer already: the container's copy of them goes.
