@@ -140,11 +140,12 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
           continue;
         }
         const parent = state.topLayer;
-        const layer = step.run
+        const made = step.run
           ? await runLayer(store, parent!, step.run, out)
           : step.copy
             ? await step.copy((plan) => copyLayer(store, parent, plan))
             : undefined;
+        const layer = made?.layer;
         const created = new Date().toISOString();
         const inner = { ...(state.config.config ?? {}) };
         step.change?.(inner);
@@ -158,12 +159,19 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
         };
         const bytes = Buffer.from(JSON.stringify(config));
         const topLayer = layer?.chainId ?? state.topLayer;
-        const { id, doomed } = transaction(store.db, () => {
-          const recorded = cache.recordInTransaction(key, bytes, topLayer);
-          // The cache entry now holds the layer the commit made.
-          if (layer) recorded.doomed.push(...store.layers.releaseExplicitInTransaction(layer.chainId));
-          return recorded;
-        });
+        let recorded: { id: Digest; doomed: Layer[] };
+        try {
+          recorded = transaction(store.db, () => {
+            const entry = cache.recordInTransaction(key, bytes, topLayer);
+            // The cache entry now holds the layer the step made.
+            if (made) entry.doomed.push(...store.layers.releaseHoldInTransaction(made.hold));
+            return entry;
+          });
+        } catch (error) {
+          if (made) await store.layers.purge(transaction(store.db, () => store.layers.releaseHoldInTransaction(made.hold)));
+          throw error;
+        }
+        const { id, doomed } = recorded;
         await store.layers.purge(doomed);
         state = { id, bytes, config, topLayer };
         out(` ---> ${shortId(id)}\n`);
@@ -211,6 +219,15 @@ interface StepContext {
   remembered: FileHashes;
 }
 
+/**
+ * A layer a step made, held by this process until the step's cache entry
+ * takes it over: should the process die first, the next open releases it.
+ */
+interface HeldLayer {
+  layer: Layer;
+  hold: number;
+}
+
 /** What a step does: its cache key, its history entry, and its change to the config or the filesystem. */
 interface Step {
   key: string;
@@ -220,7 +237,7 @@ interface Step {
   /** RUN: changes the root filesystem of a container on the previous step, committed as the layer. */
   run?: (rootfs: string, containerId: string) => Promise<void>;
   /** COPY, ADD: makes the layer from planned entries, given how to turn a plan into a layer. */
-  copy?: (makeLayer: (plan: CopyPlan) => Promise<Layer>) => Promise<Layer>;
+  copy?: (makeLayer: (plan: CopyPlan) => Promise<HeldLayer>) => Promise<HeldLayer>;
 }
 
 /** A COPY's entries, planned against a view of the previous step's tree (none for FROM scratch). */
@@ -444,10 +461,9 @@ async function withScratch<T>(store: Store, fn: (dir: string) => Promise<T>): Pr
 
 /**
  * Runs a RUN step in a container on `parent` and commits its changes as one
- * layer (explicitly held until the cache takes it). The container goes
- * whatever happens.
+ * held layer. The container goes whatever happens.
  */
-async function runLayer(store: Store, parent: Digest, run: NonNullable<Step['run']>, out: (text: string) => void): Promise<Layer> {
+async function runLayer(store: Store, parent: Digest, run: NonNullable<Step['run']>, out: (text: string) => void): Promise<HeldLayer> {
   const container = await store.containers.create(parent);
   const short = shortId(container.id);
   out(` ---> Running in ${short}\n`);
@@ -458,7 +474,8 @@ async function runLayer(store: Store, parent: Digest, run: NonNullable<Step['run
     } finally {
       await store.containers.unmount(container.id);
     }
-    return (await store.containers.commit(container.id)).layer;
+    const { layer, hold } = await store.containers.commit(container.id, { hold: true });
+    return { layer, hold: hold! };
   } finally {
     await store.containers.remove(container.id, { force: true });
     out(`Removing intermediate container ${short}\n`);
@@ -468,9 +485,9 @@ async function runLayer(store: Store, parent: Digest, run: NonNullable<Step['run
 /**
  * Makes a COPY or ADD layer: plans its entries against a read-only look at
  * the parent's tree (a container mounted only for that), then streams the
- * files straight into a new layer on the parent.
+ * files straight into a new held layer on the parent.
  */
-async function copyLayer(store: Store, parent: Digest | null, plan: CopyPlan): Promise<Layer> {
+async function copyLayer(store: Store, parent: Digest | null, plan: CopyPlan): Promise<HeldLayer> {
   let entries: CopyEntry[];
   if (parent) {
     const container = await store.containers.create(parent);
@@ -487,7 +504,8 @@ async function copyLayer(store: Store, parent: Digest | null, plan: CopyPlan): P
   } else {
     entries = await plan(undefined);
   }
-  return (await store.layers.import(Readable.from(copyArchive(entries)), { parent, explicit: true })).layer;
+  const { layer, hold } = await store.layers.import(Readable.from(copyArchive(entries)), { parent, hold: true });
+  return { layer, hold: hold! };
 }
 
 /** Sizes as the classic builder prints the context's: 2.048kB. */

@@ -6,6 +6,7 @@ import { existsSync, lstatSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { applyLayerArchive } from '../archive/apply.js';
 import type { Change } from '../archive/changes.js';
@@ -89,6 +90,11 @@ interface ContainerRow {
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** How long a mount, unmount or removal waits for another process's of the same container. */
+const CLAIM_WAIT_MS = 30_000;
+/** How often it looks again meanwhile: a mount takes a few milliseconds. */
+const CLAIM_RETRY_MS = 2;
 
 function toContainer(row: ContainerRow): Container {
   return {
@@ -210,38 +216,78 @@ export class ContainerStore {
 
   /** Mounts the container's root filesystem (once; later calls count) and returns its path. */
   async mount(reference: string): Promise<string> {
-    const container = this.resolve(reference);
-    const layout = this.layout(container);
-    if (!isMountPoint(layout.merged)) {
-      const mounts = this.containerMounts(container);
-      if (container.options.readOnly && mounts.length > 0) await this.createMountTargets(container, mounts);
-      await this.mountRootfs(container, layout);
-      try {
-        await attachMounts(layout.merged, mounts, this.volumes);
-      } catch (error) {
-        await unmount(layout.merged, ['detach']);
-        throw error;
+    return this.exclusively(reference, async (container) => {
+      const layout = this.layout(container);
+      if (!isMountPoint(layout.merged)) {
+        const mounts = this.containerMounts(container);
+        if (container.options.readOnly && mounts.length > 0) await this.createMountTargets(container, mounts);
+        await this.mountRootfs(container, layout);
+        try {
+          await attachMounts(layout.merged, mounts, this.volumes);
+        } catch (error) {
+          await unmount(layout.merged, ['detach']);
+          throw error;
+        }
       }
-    }
-    // Its size is unknown until the last unmount measures it: a crash before then leaves it so.
-    relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1, size_rw = NULL WHERE id = ?').run(container.id));
-    return layout.merged;
+      // Its size is unknown until the last unmount measures it: a crash before then leaves it so.
+      relaxed(this.db, () => this.db.prepare('UPDATE containers SET mounts = mounts + 1, size_rw = NULL WHERE id = ?').run(container.id));
+      return layout.merged;
+    });
   }
 
   /** Drops one mount; the last detaches the root filesystem. */
   async unmount(reference: string): Promise<void> {
-    const container = this.resolve(reference);
-    const remaining = relaxed(this.db, () => {
-      this.db.prepare('UPDATE containers SET mounts = max(mounts - 1, 0) WHERE id = ?').run(container.id);
-      return this.get(container.id)!.mounts;
+    await this.exclusively(reference, async (container) => {
+      const remaining = relaxed(this.db, () => {
+        this.db.prepare('UPDATE containers SET mounts = max(mounts - 1, 0) WHERE id = ?').run(container.id);
+        return this.get(container.id)!.mounts;
+      });
+      if (remaining === 0) {
+        await this.unmountRootfs(container, false);
+        // Its writable layer cannot change until the next mount: record its size
+        // now where the driver counts it cheaply; elsewhere (a diff against the
+        // layers) mark it unknown, and the next df measures and records it.
+        const size = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : null;
+        relaxed(this.db, () => this.db.prepare('UPDATE containers SET size_rw = ? WHERE id = ? AND mounts = 0').run(size, container.id));
+      }
     });
-    if (remaining === 0) {
-      await this.unmountRootfs(container, false);
-      // Its writable layer cannot change until the next mount: record its size
-      // now where the driver counts it cheaply; elsewhere (a diff against the
-      // layers) mark it unknown, and the next df measures and records it.
-      const size = this.driver.writableUsage ? await this.driver.writableUsage(container.cacheId) : null;
-      relaxed(this.db, () => this.db.prepare('UPDATE containers SET size_rw = ? WHERE id = ? AND mounts = 0').run(size, container.id));
+  }
+
+  /**
+   * Runs `fn` on the container as it is now while no other mount, unmount or
+   * removal of it runs, in this process or another: whether it is mounted
+   * and the mount or unmount that follows must be one step.
+   */
+  private async exclusively<T>(reference: string, fn: (container: Container) => Promise<T>): Promise<T> {
+    const container = await this.claim(reference);
+    try {
+      return await fn(container);
+    } finally {
+      relaxed(this.db, () => this.db.prepare('DELETE FROM container_claims WHERE container = ?').run(container.id));
+    }
+  }
+
+  /** Waits for the container's claim (breaking one whose process is gone), takes it, and returns the container's row. */
+  private async claim(reference: string): Promise<Container> {
+    const deadline = Date.now() + CLAIM_WAIT_MS;
+    for (;;) {
+      const outcome = relaxed(this.db, (): { claimed: Container } | { heldBy: number; container: Container } => {
+        const container = this.resolve(reference);
+        const owner = this.db.prepare('SELECT pid, pid_start AS pidStart FROM container_claims WHERE container = ?').get(container.id) as
+          | { pid: number; pidStart: string }
+          | undefined;
+        if (owner && isLive(owner.pid, owner.pidStart)) return { heldBy: owner.pid, container };
+        this.db.prepare('INSERT OR REPLACE INTO container_claims (container, pid, pid_start) VALUES (?, ?, ?)').run(container.id, process.pid, ownStart);
+        return { claimed: container };
+      });
+      if ('claimed' in outcome) return outcome.claimed;
+      if (Date.now() > deadline) {
+        throw new StoreError(
+          'ERR_CONTAINER_BUSY',
+          `container ${shortId(outcome.container.id)} is being mounted, unmounted or removed by process ${outcome.heldBy}: try again`,
+        );
+      }
+      await sleep(CLAIM_RETRY_MS);
     }
   }
 
@@ -265,19 +311,24 @@ export class ContainerStore {
    * by streaming the tar into a new layer (no archive is written). Each file is
    * read as it is at that moment; one that changes size while it is read fails
    * the commit. The container keeps its layer and its diff.
+   *
+   * The layer is held as an explicit import, or with `hold` by this process
+   * (see LayerStore.holdInTransaction) until the caller's own reference
+   * takes over: a build's cache entry.
    */
-  async commit(reference: string): Promise<ImportResult> {
+  async commit(reference: string, options: { hold?: boolean } = {}): Promise<ImportResult> {
+    const hold = options.hold ?? false;
     const container = this.resolve(reference);
     if (!isMountPoint(this.layout(container).merged) && (await this.driver.adoptable(container.cacheId))) {
-      return this.commitInPlace(container);
+      return this.commitInPlace(container, hold);
     }
     return this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
-      return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: true });
+      return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: !hold, hold });
     });
   }
 
-  private async commitInPlace(container: Container): Promise<ImportResult> {
+  private async commitInPlace(container: Container, hold: boolean): Promise<ImportResult> {
     const layout = this.layout(container);
     const indexed = await this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
@@ -290,7 +341,7 @@ export class ContainerStore {
       const move = await this.driver.adoptWritable(container.cacheId, cacheId);
       const registered = transaction(this.db, () => {
         this.requireUnchanged(container);
-        const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, true);
+        const result = this.layers.register(cacheId, container.layer, parseDigest(indexed.diffId, 'DiffID'), indexed, !hold);
         // The container now sits on the layer holding its changes.
         this.layers.retainInTransaction(result.layer.chainId);
         this.layers.releaseInTransaction(container.layer); // still held by the new layer
@@ -299,7 +350,7 @@ export class ContainerStore {
         if (move && !result.existed) {
           this.db.prepare('INSERT INTO adoptions (from_path, to_path, pid, pid_start) VALUES (?, ?, ?, ?)').run(move.from, move.to, process.pid, ownStart);
         }
-        return result;
+        return hold ? { ...result, hold: this.layers.holdInTransaction(result.layer.chainId) } : result;
       });
       if (registered.existed) {
         // Those changes were a layer already: the container's copy of them goes.
@@ -389,31 +440,33 @@ export class ContainerStore {
    * Returns the layers this left unused, which were removed with it.
    */
   async remove(reference: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<Layer[]> {
-    const container = this.resolve(reference);
-    await this.unmountRootfs(container, options.force ?? false);
-    const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
-    const path = this.driver.layerPath(container.cacheId);
-    const doomed = transaction(this.db, () => {
-      this.requireUnchanged(container);
-      // Its directory is becoming a layer's: removing it now would take the layer's data.
-      if (this.db.prepare('SELECT 1 FROM adoptions WHERE from_path = ?').get(this.layout(container).upper)) {
-        throw new StoreError('ERR_CONTAINER_BUSY', `container ${shortId(container.id)} is being committed by another process: try again`);
+    // Exclusive, or a concurrent mount could mount it between the unmount and the delete.
+    return this.exclusively(reference, async (container) => {
+      await this.unmountRootfs(container, options.force ?? false);
+      const anonymous = this.containerMounts(container).filter((m) => m.spec.type === 'volume' && m.spec.source === '' && m.volume !== null);
+      const path = this.driver.layerPath(container.cacheId);
+      const doomed = transaction(this.db, () => {
+        this.requireUnchanged(container);
+        // Its directory is becoming a layer's: removing it now would take the layer's data.
+        if (this.db.prepare('SELECT 1 FROM adoptions WHERE from_path = ?').get(this.layout(container).upper)) {
+          throw new StoreError('ERR_CONTAINER_BUSY', `container ${shortId(container.id)} is being committed by another process: try again`);
+        }
+        this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
+        beginStaging(this.db, path);
+        return this.layers.releaseInTransaction(container.layer);
+      });
+      await discardStaged(this.db, path, (p) => this.driver.removePath(p));
+      await this.layers.purge(doomed);
+      // As `docker rm -v`: only the anonymous volumes go, and one another container uses stays.
+      if (options.volumes) {
+        for (const mount of anonymous) {
+          await this.volumes.remove(mount.volume!).catch((error: unknown) => {
+            if ((error as StoreError).code !== 'ERR_VOLUME_IN_USE') throw error;
+          });
+        }
       }
-      this.db.prepare('DELETE FROM containers WHERE id = ?').run(container.id);
-      beginStaging(this.db, path);
-      return this.layers.releaseInTransaction(container.layer);
+      return doomed;
     });
-    await discardStaged(this.db, path, (p) => this.driver.removePath(p));
-    await this.layers.purge(doomed);
-    // As `docker rm -v`: only the anonymous volumes go, and one another container uses stays.
-    if (options.volumes) {
-      for (const mount of anonymous) {
-        await this.volumes.remove(mount.volume!).catch((error: unknown) => {
-          if ((error as StoreError).code !== 'ERR_VOLUME_IN_USE') throw error;
-        });
-      }
-    }
-    return doomed;
   }
 
   /** Inside a transaction: fails if another process removed the container, or committed it, since it was read. */

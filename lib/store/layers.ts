@@ -40,7 +40,7 @@ export interface ImportOptions {
   /**
    * Whether this process takes a hold on the layer in the transaction that
    * registers it (see holdInTransaction), so nothing removes it before the
-   * caller's own reference (an image row) takes over.
+   * caller's own reference (an image row, a build cache entry) takes over.
    */
   hold?: boolean;
   onProgress?: (compressedBytesRead: number) => void;
@@ -221,17 +221,6 @@ export class LayerStore {
     if (!row) return [];
     this.db.prepare('DELETE FROM layer_holds WHERE id = ?').run(hold);
     return this.releaseInTransaction(row.layer);
-  }
-
-  /**
-   * Drops the reference an explicit import holds, inside the caller's
-   * transaction: for a layer made by a tool (a build step) that hands it to
-   * another holder. Pass the result to `purge` once committed.
-   */
-  releaseExplicitInTransaction(chainId: Digest): Layer[] {
-    if (!this.requireLayer(chainId, 'layer').explicit) return [];
-    this.db.prepare('UPDATE layers SET explicit = 0 WHERE chain_id = ?').run(chainId);
-    return this.releaseInTransaction(chainId);
   }
 
   /** Removes the directories of layers a committed transaction deleted. */

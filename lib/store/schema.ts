@@ -203,4 +203,16 @@ export const migrations: readonly string[] = [
     hash  BLOB NOT NULL
   );
   `,
+  `
+  -- A process mounting, unmounting or removing a container: the check of
+  -- whether its root filesystem is mounted and the mount or unmount that
+  -- follows must not interleave with another process's. Others wait; a
+  -- claim whose process is gone (pid and start time, as staging keeps them)
+  -- is broken by the next one to want it.
+  CREATE TABLE container_claims (
+    container TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+    pid       INTEGER NOT NULL,
+    pid_start TEXT NOT NULL
+  );
+  `,
 ];

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -11,6 +11,7 @@ import { pruneSystem } from '../../lib/store/prune.js';
 import { Store } from '../../lib/store/store.js';
 import { diskUsage } from '../../lib/store/usage.js';
 import { mountsBelow } from '../../lib/system/mountinfo.js';
+import { bundleScript } from '../support/bundle.js';
 import { busyboxImage } from '../support/busybox-base.js';
 import { strata } from '../support/cli.js';
 import { Cleanups, isRoot, rejection, scratchDir, tmpfsDir } from '../support/fixtures.js';
@@ -302,6 +303,22 @@ describe('strata build', function () {
     expect(run(context).stderr).to.equal('Error: FROM (line 1): no such image: nothere\n');
     expect(store.images.list()).to.have.length(1);
     expect(store.containers.list()).to.deep.equal([]);
+  });
+
+  it('dies between making a step layer and recording it in the cache, leaving only a hold that fsck releases', async function () {
+    const layersBefore = layerIds();
+    const child = spawnSync(process.execPath, [bundleScript('test/support/build-child.ts'), root, context, 'FROM base\nRUN echo made > /made\n'], { encoding: 'utf8' });
+    expect(child.signal, child.stderr).to.equal('SIGKILL');
+    // The step's layer is held only by the dead process: not explicit, not in the cache.
+    const [made, ...others] = store.layers.list().filter((layer) => !layersBefore.has(layer.chainId));
+    expect(others).to.deep.equal([]);
+    expect(made).to.deep.include({ explicit: false, refs: 1 });
+    expect(new BuildCache(store).list()).to.deep.equal([]);
+
+    const findings = await checkStore(store, { repair: true });
+    expect(findings.map((f) => [f.kind, f.object, f.repaired])).to.deep.equal([['unfinished-work', made!.chainId, true]]);
+    expect(layerIds()).to.deep.equal(layersBefore);
+    expect(await checkStore(store)).to.deep.equal([]);
   });
 
   it('system prune removes the build cache no image uses, and keeps what an image still uses', async function () {

@@ -6,7 +6,7 @@ import { buffer } from 'node:stream/consumers';
 
 import { sha256, type Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
-import { isMountPoint } from '../../lib/system/mountinfo.js';
+import { isMountPoint, mountPoints } from '../../lib/system/mountinfo.js';
 import { Cleanups, isRoot, scratchDir, tmpfsDir } from '../support/fixtures.js';
 import { inVm } from '../support/vm.js';
 import { tarOf, treeDigest, writeTree } from '../support/trees.js';
@@ -179,6 +179,18 @@ describe('container layers on overlay2', function () {
     expect(isMountPoint(first)).to.equal(true);
     await store.containers.unmount(c.id);
     expect(isMountPoint(first)).to.equal(false);
+  });
+
+  it('mounts once for calls made together, and breaks a mount claim that a process which is gone left', async function () {
+    const c = await store.containers.create(image);
+    const [rootfs] = await Promise.all([1, 2, 3].map(() => store.containers.mount(c.id)));
+    expect(mountPoints().filter((point) => point === rootfs)).to.have.length(1);
+    expect(store.containers.get(c.id)!.mounts).to.equal(3);
+    // The claim of a process that died mid-mount, whose pid is ours now (its start time differs).
+    store.db.prepare('INSERT INTO container_claims (container, pid, pid_start) VALUES (?, ?, ?)').run(c.id, process.pid, 'gone');
+    await Promise.all([1, 2, 3].map(() => store.containers.unmount(c.id)));
+    expect(isMountPoint(rootfs!)).to.equal(false);
+    expect(store.containers.get(c.id)!.mounts).to.equal(0);
   });
 
   it('reports sizes from the writable layer and the layers below', async function () {

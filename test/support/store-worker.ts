@@ -1,10 +1,13 @@
 // A separate process that works on a store in a loop until it is killed or
 // has done `rounds` rounds: args ROOT KIND [ROUNDS]. Run bundled (see
 // bundle.ts) or with the tsx loader. It prints "ready" once
-// the store is open, then one JSON line per result as soon as the call that
-// made it has returned, so a test knows what was reported done when it kills
-// the process. Used by the crash-injection and parallel-process tests.
+// the store is open, and starts its rounds once its stdin ends (a test holds it
+// open to start several workers together); then it prints one JSON line per
+// result as soon as the call that made it has returned, so a test knows what
+// was reported done when it kills the process. Used by the crash-injection and
+// parallel-process tests.
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -13,7 +16,17 @@ import { importRootfs } from '../../lib/images/import.js';
 import { Store } from '../../lib/store/store.js';
 import { buildTar } from './tar-builder.js';
 
-export type WorkerKind = 'import' | 'commit' | 'remove' | 'volume-create' | 'volume-remove' | 'image-churn' | 'image-user' | 'mixed';
+export type WorkerKind =
+  | 'import'
+  | 'commit'
+  | 'remove'
+  | 'volume-create'
+  | 'volume-remove'
+  | 'image-churn'
+  | 'image-user'
+  | 'mount-shared'
+  | 'unmount-shared'
+  | 'mixed';
 
 type Objects = { layers?: string[]; images?: string[]; containers?: string[]; volumes?: string[] };
 
@@ -126,7 +139,20 @@ const imageSteps = {
   },
 } satisfies Record<string, () => Promise<void>>;
 
-const all: Record<string, () => Promise<void>> = { ...steps, ...imageSteps };
+/** Mounts and unmounts of one container, named "shared", made before the workers start. */
+const sharedContainerSteps = {
+  async 'mount-shared'() {
+    await store.containers.mount('shared');
+    report({ op: 'mount', present: { containers: [store.containers.resolve('shared').id] } });
+  },
+  async 'unmount-shared'() {
+    await store.containers.unmount('shared');
+    report({ op: 'unmount', present: { containers: [store.containers.resolve('shared').id] } });
+  },
+} satisfies Record<string, () => Promise<void>>;
+
+const all: Record<string, () => Promise<void>> = { ...steps, ...imageSteps, ...sharedContainerSteps };
+await once(process.stdin.resume(), 'end');
 for (let round = 0; rounds === undefined || round < Number(rounds); round++) {
   const step = all[kind === 'mixed' ? kinds[round % kinds.length]! : kind]!;
   try {

@@ -11,13 +11,17 @@ export interface Worker {
   process: ChildProcessWithoutNullStreams;
   /** Resolves once the worker has the store open. */
   ready: Promise<void>;
+  /** Lets a worker started with `held` begin its rounds. */
+  start(): void;
   /** Resolves when it has exited: its exit code (null if killed), its complete output lines, its stderr. */
   done: Promise<{ code: number | null; lines: string[]; stderr: string }>;
 }
 
-export function startWorker(bundle: string, root: string, kind: WorkerKind, rounds?: number): Worker {
+/** Starts a worker; one `held` waits with the store open until start() is called. */
+export function startWorker(bundle: string, root: string, kind: WorkerKind, rounds?: number, options: { held?: boolean } = {}): Worker {
   const child = spawn(process.execPath, [bundle, root, kind, ...(rounds === undefined ? [] : [String(rounds)])], { stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin.end();
+  // The worker begins its rounds when its stdin ends.
+  if (!options.held) child.stdin.end();
   let out = '';
   let stderr = '';
   let signalReady: () => void;
@@ -35,7 +39,7 @@ export function startWorker(bundle: string, root: string, kind: WorkerKind, roun
       resolve({ code, lines, stderr });
     });
   });
-  return { process: child, ready, done };
+  return { process: child, ready, start: () => child.stdin.end(), done };
 }
 
 type Kind = 'layers' | 'images' | 'containers' | 'volumes';

@@ -199,7 +199,13 @@ describe('store fsck', function () {
     expect(repair.code, repair.stderr).to.equal(0);
     expect(repair.stdout).to.match(/^KIND\s+OBJECT\s+REPAIRED\s+DETAIL\norphan-data\s+\S+\s+yes\s+no layer/);
     const clean = strata(['system', 'fsck'], { env });
-    expect([clean.code, clean.stdout, clean.stderr]).to.deep.equal([0, 'KIND   OBJECT   REPAIRED   DETAIL\n', '']);
+    expect([clean.code, clean.stdout, clean.stderr]).to.deep.equal([
+      0,
+      `No problems found: checked 2 layer(s), 1 container(s), 1 volume(s), their data, and the mounts and devices under ${root}\n`,
+      '',
+    ]);
+    const cleanJson = strata(['system', 'fsck', '--format', 'json'], { env });
+    expect([cleanJson.code, cleanJson.stdout, cleanJson.stderr]).to.deep.equal([0, '', '']);
     store = await Store.open({ root });
   });
 });

@@ -1,6 +1,7 @@
 // Several processes on one root: imports, container creates, commits,
-// removals and volume work in parallel, plus processes that replace and remove
-// an image while others create containers from it. Every process must end
+// removals and volume work in parallel, processes that replace and remove an
+// image while others create containers from it, and processes that mount and
+// unmount one container at once. Every process must end
 // cleanly (conflicts are clear errors), fsck must find nothing, and every
 // reported result must be in the store.
 import { expect } from 'chai';
@@ -9,6 +10,7 @@ import { Readable } from 'node:stream';
 import { importRootfs } from '../../lib/images/import.js';
 import { checkStore, describeFinding } from '../../lib/store/fsck.js';
 import { Store } from '../../lib/store/store.js';
+import { mountPoints } from '../../lib/system/mountinfo.js';
 import { Cleanups, isRoot, mountsBelow, tmpfsDir } from '../support/fixtures.js';
 import type { WorkerKind } from '../support/store-worker.js';
 import { buildTar } from '../support/tar-builder.js';
@@ -26,7 +28,10 @@ describe('several processes on one root', function () {
   afterEach(() => cleanups.release());
 
   async function runTogether(root: string, workers: Array<[WorkerKind, number]>): Promise<{ ledger: Ledger; conflicts: string[] }> {
-    const started = workers.map(([kind, rounds]) => ({ kind, worker: startWorker(bundle, root, kind, rounds) }));
+    // Started together once all have the store open, so that their first calls overlap.
+    const started = workers.map(([kind, rounds]) => ({ kind, worker: startWorker(bundle, root, kind, rounds, { held: true }) }));
+    await Promise.all(started.map(({ worker }) => worker.ready));
+    for (const { worker } of started) worker.start();
     const ledger = new Ledger();
     const conflicts: string[] = [];
     for (const { kind, worker } of started) {
@@ -83,5 +88,35 @@ describe('several processes on one root', function () {
       expect(line).to.match(/^conflict (ERR_IMAGE_IN_USE: image \w+ is used by container|ERR_IMAGE_UNKNOWN: (no such image|image \w+ was removed while the container was being created)|ERR_LAYER_UNKNOWN: no such layer)/);
     }
     await expectConsistent(root, ledger);
+  });
+
+  it('mounts a container once when several processes mount it at once, and unmounts it with the last unmount', async function () {
+    this.timeout(120_000);
+    const root = await tmpfsDir(cleanups);
+    const seed = await Store.open({ root });
+    const { layer } = await seed.layers.import(Readable.from([buildTar([{ name: 'seed', data: 'seed' }])]), { explicit: true });
+    const container = await seed.containers.create(layer.chainId, { name: 'shared' });
+    const { merged } = seed.containers.layout(container);
+    seed.close();
+    const mountCount = async () => {
+      const store = await Store.open({ root });
+      try {
+        return store.containers.get(container.id)!.mounts;
+      } finally {
+        store.close();
+      }
+    };
+    // Six processes, five calls each.
+    const inSix = (kind: WorkerKind) => Array.from({ length: 6 }, (): [WorkerKind, number] => [kind, 5]);
+
+    const mounted = await runTogether(root, inSix('mount-shared'));
+    expect(mountPoints().filter((point) => point === merged), 'mounts on the merged directory').to.have.length(1);
+    expect(await mountCount()).to.equal(30);
+
+    const unmounted = await runTogether(root, inSix('unmount-shared'));
+    expect(mountPoints().filter((point) => point === merged)).to.deep.equal([]);
+    expect(await mountCount()).to.equal(0);
+    expect([...mounted.conflicts, ...unmounted.conflicts]).to.deep.equal([]);
+    await expectConsistent(root, unmounted.ledger);
   });
 });

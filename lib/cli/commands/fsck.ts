@@ -14,7 +14,17 @@ export function registerFsck(system: Command): void {
     .option('--format <format>', 'table or json', 'table')
     .action(async (options: { repair?: boolean; format: string }, command: Command) => {
       const format = parseFormat(options.format);
-      const findings = await withStore(command, (store) => checkStore(store, { repair: options.repair ?? false }));
+      const { findings, checked } = await withStore(command, async (store) => ({
+        findings: await checkStore(store, { repair: options.repair ?? false }),
+        checked:
+          `${store.layers.list().length} layer(s), ${store.containers.list().length} container(s), ${store.volumes.list().length} volume(s), ` +
+          `their data, and the mounts and devices under ${store.root}`,
+      }));
+      // An empty table would be only its header.
+      if (findings.length === 0 && format === 'table') {
+        process.stdout.write(`No problems found: checked ${checked}\n`);
+        return;
+      }
       printList(process.stdout, findings, {
         format,
         columns: [
