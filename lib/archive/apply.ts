@@ -1,6 +1,8 @@
 // Applies a layer tar stream (plain, gzip or zstd) into a directory: JS reads,
 // decompresses and hashes; the native applier parses and writes on a pool
-// thread, one batch in flight while the next is read and hashed. An
+// thread, one batch in flight while the next is read and hashed. In 'index'
+// mode, which writes nothing, the applier hashes too: its thread is the idle
+// one there, while the JS thread writes the archive (a commit). An
 // uncompressed tar in a file is read in place into reused buffers, with the
 // next read under way while one chunk is hashed and the one before applied.
 import { createHash, type Hash } from 'node:crypto';
@@ -255,7 +257,7 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
     }
   }
 
-  const hash = createHash('sha256');
+  const hash = options.whiteouts === 'index' ? undefined : createHash('sha256');
   let tarSize = 0;
   let pending: Promise<void> | undefined;
   let batch: Buffer[] = [];
@@ -271,7 +273,7 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
   };
   const sink = async (tar: AsyncIterable<Buffer>) => {
     for await (const chunk of tar) {
-      hash.update(chunk);
+      hash?.update(chunk);
       tarSize += chunk.length;
       batch.push(chunk);
       batchSize += chunk.length;
@@ -297,22 +299,27 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
   return complete(applier, hash, tarSize, compression, options);
 }
 
-/** Checks the DiffID, then has the applier check the end and make the data durable. */
+/**
+ * Checks the DiffID, and has the applier check the end and make the data
+ * durable: a DiffID hashed here is checked first, one the applier hashed
+ * ('index' mode, nothing written) once it is done.
+ */
 async function complete(
   applier: TarApplier,
-  hash: Hash,
+  hash: Hash | undefined,
   tarSize: number,
   compression: ApplyResult['compression'],
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  const diffId = `sha256:${hash.digest('hex')}`;
-  if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
-    throw new ArchiveError(
-      'ERR_ARCHIVE_DIGEST_MISMATCH',
-      `layer tar has digest ${diffId}, expected ${options.expectedDiffId}`,
-    );
-  }
+  const check = (diffId: string) => {
+    if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
+      throw new ArchiveError('ERR_ARCHIVE_DIGEST_MISMATCH', `layer tar has digest ${diffId}, expected ${options.expectedDiffId}`);
+    }
+    return diffId;
+  };
+  const hashed = hash && check(`sha256:${hash.digest('hex')}`);
   const stats = await applier.finish();
+  const diffId = hashed ?? check(stats.diffId!);
   const tarSplit = await deflateRawAsync(stats.tarSplit, { level: zlibConstants.Z_BEST_SPEED });
   return { diffId, tarSize, contentSize: stats.contentSize, entries: stats.entries, compression, tarSplit };
 }

@@ -3,10 +3,12 @@
 // changed: whiteouts (0/0 character devices) for deletions, opaque directories
 // for directories deleted and recreated, redirect xattrs for renamed
 // directories, metacopy xattrs for files whose data still lives below.
-import { lstat, readdir } from 'node:fs/promises';
+// Its calls are synchronous: an upper directory holds thousands of small
+// entries, and a thread-pool round trip per lstat costs more than the lstat.
+import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { getXattrSync } from '../native/fs.js';
+import { getXattrSync, listXattrsSync } from '../native/fs.js';
 
 export type ChangeKind = 'A' | 'C' | 'D';
 
@@ -24,8 +26,13 @@ function xattr(path: string, name: string): string | undefined {
   }
 }
 
+/** Lists rather than gets: absent is the common case, and a failed get costs an exception. */
 export function hasXattr(path: string, name: string): boolean {
-  return xattr(path, name) !== undefined;
+  try {
+    return listXattrsSync(path).includes(name);
+  } catch {
+    return false;
+  }
 }
 
 export function isWhiteout(stat: { isCharacterDevice(): boolean; rdev: number }): boolean {
@@ -35,8 +42,12 @@ export function isWhiteout(stat: { isCharacterDevice(): boolean; rdev: number })
 export const isOpaque = (dir: string) => xattr(dir, 'trusted.overlay.opaque') === 'y';
 export const redirectOf = (dir: string) => xattr(dir, 'trusted.overlay.redirect');
 
-async function lstatOrNull(path: string) {
-  return lstat(path).catch(() => null);
+function lstatOrNull(path: string) {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -44,15 +55,15 @@ async function lstatOrNull(path: string) {
  * the top-most lower that has it decides, unless a whiteout or an opaque
  * ancestor in a higher lower hides it.
  */
-export async function existsBelow(lowers: readonly string[], rel: string): Promise<boolean> {
+function existsBelow(lowers: readonly string[], rel: string): boolean {
   const parts = rel.split('/').filter(Boolean);
   for (const lower of lowers) {
-    const stat = await lstatOrNull(join(lower, rel));
+    const stat = lstatOrNull(join(lower, rel));
     if (stat) return !isWhiteout(stat);
     // An opaque ancestor (or a whiteout of one) in this lower hides everything below it.
     for (let i = parts.length - 1; i > 0; i--) {
       const ancestor = join(lower, ...parts.slice(0, i));
-      const ancestorStat = await lstatOrNull(ancestor);
+      const ancestorStat = lstatOrNull(ancestor);
       if (!ancestorStat) continue;
       if (isWhiteout(ancestorStat) || !ancestorStat.isDirectory() || isOpaque(ancestor)) return false;
     }
@@ -60,8 +71,12 @@ export async function existsBelow(lowers: readonly string[], rel: string): Promi
   return false;
 }
 
-async function sortedNames(dir: string): Promise<string[]> {
-  return (await readdir(dir).catch(() => [] as string[])).sort();
+function sortedNames(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -69,53 +84,53 @@ async function sortedNames(dir: string): Promise<string[]> {
  * `view` is a directory showing the merged tree (needed to list what lies in a
  * renamed directory); without it, renamed directories list only their own entry.
  */
-export async function upperChanges(upper: string, lowers: readonly string[], view?: string): Promise<Change[]> {
+export function upperChanges(upper: string, lowers: readonly string[], view?: string): Change[] {
   const changes: Change[] = [];
 
-  async function addAll(rel: string): Promise<void> {
+  function addAll(rel: string): void {
     changes.push({ kind: 'A', path: rel });
     if (!view) return;
-    const stat = await lstatOrNull(join(view, rel));
-    if (stat?.isDirectory()) for (const name of await sortedNames(join(view, rel))) await addAll(`${rel}/${name}`);
+    const stat = lstatOrNull(join(view, rel));
+    if (stat?.isDirectory()) for (const name of sortedNames(join(view, rel))) addAll(`${rel}/${name}`);
   }
 
-  async function walk(relDir: string, hiddenBelow: boolean): Promise<void> {
-    const names = await sortedNames(join(upper, relDir));
+  function walk(relDir: string, hiddenBelow: boolean): void {
+    const names = sortedNames(join(upper, relDir));
     for (const name of names) {
       const rel = `${relDir}/${name}`;
       const path = join(upper, rel);
-      const stat = await lstat(path);
+      const stat = lstatSync(path);
       if (isWhiteout(stat)) {
         changes.push({ kind: 'D', path: rel });
         continue;
       }
-      const below = !hiddenBelow && (await existsBelow(lowers, rel));
+      const below = !hiddenBelow && existsBelow(lowers, rel);
       if (stat.isDirectory() && redirectOf(path) !== undefined) {
-        await addAll(rel); // a renamed directory: everything in it is at a new path
+        addAll(rel); // a renamed directory: everything in it is at a new path
         continue;
       }
       changes.push({ kind: below ? 'C' : 'A', path: rel });
       if (!stat.isDirectory()) continue;
       // Below an opaque directory, what the lowers held counts as deleted
       // unless the container made it again (then it is changed, not added).
-      if (below && isOpaque(path)) await deletedUnderOpaque(rel, new Set(await sortedNames(path)));
-      await walk(rel, !below);
+      if (below && isOpaque(path)) deletedUnderOpaque(rel, new Set(sortedNames(path)));
+      walk(rel, !below);
     }
   }
 
   // An opaque directory hides all it held below: each such entry was deleted.
-  async function deletedUnderOpaque(rel: string, kept: Set<string>): Promise<void> {
+  function deletedUnderOpaque(rel: string, kept: Set<string>): void {
     const seen = new Set<string>();
     for (const lower of lowers) {
-      for (const name of await sortedNames(join(lower, rel))) {
+      for (const name of sortedNames(join(lower, rel))) {
         if (seen.has(name) || kept.has(name)) continue;
         seen.add(name);
-        if (await existsBelow(lowers, `${rel}/${name}`)) changes.push({ kind: 'D', path: `${rel}/${name}` });
+        if (existsBelow(lowers, `${rel}/${name}`)) changes.push({ kind: 'D', path: `${rel}/${name}` });
       }
       if (isOpaque(join(lower, rel))) break;
     }
   }
 
-  await walk('', false);
+  walk('', false);
   return changes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -2,6 +2,7 @@
 // use: changed and added entries with their content read from a directory
 // showing the merged tree, deletions as AUFS whiteouts (.wh.<name>).
 import { closeSync, constants, lstatSync, openSync, readSync, readlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import { getXattrSync, listXattrsSync } from '../native/fs.js';
@@ -140,10 +141,42 @@ function* fileContent(path: string, size: number, changePath: string): Generator
 }
 
 /**
+ * A large file read ahead on the thread pool: the next piece is being read
+ * while this one is hashed and indexed on other threads.
+ */
+async function* largeFileContent(path: string, size: number, changePath: string): AsyncGenerator<Buffer> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const readPiece = async (offset: number): Promise<Buffer> => {
+    const piece = Buffer.allocUnsafe(Math.min(CHUNK, size - offset));
+    for (let filled = 0; filled < piece.length; ) {
+      const { bytesRead } = await file.read(piece, filled, piece.length - filled, offset + filled);
+      if (bytesRead === 0) throw new Error(`${changePath} changed size while it was being archived`);
+      filled += bytesRead;
+    }
+    return piece;
+  };
+  let next: Promise<Buffer> | undefined = readPiece(0);
+  try {
+    for (let offset = 0; offset < size; ) {
+      const piece = await next!;
+      offset += piece.length;
+      next = offset < size ? readPiece(offset) : undefined;
+      next?.catch(() => {}); // awaited at the next turn, or settled below
+      yield piece;
+    }
+    if ((await file.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) throw new Error(`${changePath} changed size while it was being archived`);
+  } finally {
+    await next?.catch(() => {});
+    await file.close();
+  }
+}
+
+/**
  * Streams the tar of `changes`, reading entries from `view`. Hardlinked files
  * after the first become link entries; the end-of-archive blocks close it.
- * Reads are synchronous: this is CPU work fed to a consumer on other threads,
- * and small reads from the page cache cost less than their async round trips.
+ * Small files are read synchronously: this is CPU work fed to a consumer on
+ * other threads, and small reads from the page cache cost less than their
+ * async round trips. Large ones are read ahead on the thread pool.
  */
 export async function* changesArchive(view: string, changes: readonly Change[]): AsyncGenerator<Buffer> {
   const linked = new Map<string, string>();
@@ -166,7 +199,8 @@ export async function* changesArchive(view: string, changes: readonly Change[]):
     } else if (stat.isFile()) {
       if (stat.nlink > 1) linked.set(inode, name);
       out.add(...headerBlocks({ ...base, name, type: '0', size: stat.size, pax }));
-      for (const piece of fileContent(path, stat.size, change.path)) {
+      const pieces = stat.size >= CHUNK ? largeFileContent(path, stat.size, change.path) : fileContent(path, stat.size, change.path);
+      for await (const piece of pieces) {
         out.add(piece);
         if (out.full) yield out.take();
       }

@@ -102,7 +102,7 @@ export class Overlay2Driver implements StorageDriver {
     return directorySize(this.writable(cacheId).upper);
   }
 
-  changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]> {
+  async changes(cacheId: string, chain: readonly string[], view: string): Promise<Change[]> {
     return upperChanges(this.writable(cacheId).upper, chain.map((id) => this.layerDir(id)), view);
   }
 

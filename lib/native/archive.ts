@@ -26,6 +26,8 @@ export interface TarApplyStats {
   contentSize: number;
   /** Uncompressed tar-split records (format in native/core/tar_split.h). */
   tarSplit: Buffer;
+  /** 'sha256:<hex>' of the stream, hashed by the applier itself: in 'index' mode only. */
+  diffId?: string;
 }
 
 /** Applies a tar stream, fed in order through write(), into `dir`. */

@@ -3,7 +3,7 @@
 // archive.cc: one call in flight per object (else ERR_ARCHIVE_BUSY).
 export interface NativeTarApplier {
   write(chunk: Buffer | readonly Buffer[]): Promise<void>;
-  finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer }>;
+  finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer; diffId?: string }>;
   close(): void;
 }
 export interface NativeTarExporter {

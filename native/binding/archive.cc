@@ -126,6 +126,7 @@ class Applier : public Napi::ObjectWrap<Applier> {
           result.Set("entries", Napi::Number::New(env, static_cast<double>(stats_.entries)));
           result.Set("contentSize", Napi::Number::New(env, static_cast<double>(stats_.content_size)));
           result.Set("tarSplit", StringBuffer(env, std::move(split_)));
+          if (!stats_.diff_id.empty()) result.Set("diffId", Napi::String::New(env, stats_.diff_id));
           return result;
         });
   }

@@ -155,6 +155,7 @@ Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode) {
   if (n < 0) return Fail(errno, "readlink", ProcPath(root_.get()));
   root_path_.assign(buf, static_cast<size_t>(n));
   mode_ = mode;
+  if (mode == WhiteoutMode::Index) hash_ = std::make_unique<Sha256>();
   return Ok();
 }
 
@@ -162,6 +163,7 @@ Failure TarApplier::Write(const uint8_t* data, size_t size) {
   if (state_ == State::Failed)
     return Problem("ERR_ARCHIVE_STATE", "", "a previous write failed");
   if (finished_) return Problem("ERR_ARCHIVE_STATE", "", "the archive was already finished");
+  if (hash_) hash_->Update(data, size);
   while (size > 0) {
     size_t take = 0;
     switch (state_) {
@@ -652,6 +654,7 @@ Failure TarApplier::Finish(TarStats& stats, std::string& split) {
   if (syncfs(root_.get()) != 0) return SysProblem(Fail(errno, "syncfs", ""), "");
   finished_ = true;
   stats = stats_;
+  if (hash_) stats.diff_id = hash_->Digest();
   split = split_.Take();
   return Ok();
 }

@@ -20,11 +20,13 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "result.h"
+#include "sha256.h"
 #include "tar_split.h"
 
 namespace strata {
@@ -49,6 +51,9 @@ struct TarProblem {
 struct TarStats {
   uint64_t entries = 0;
   uint64_t content_size = 0;
+  // "sha256:..." of the stream, in index mode only: there this thread has
+  // little else to do, while the caller's is busy writing the archive.
+  std::string diff_id;
 };
 
 class TarApplier {
@@ -126,6 +131,7 @@ class TarApplier {
   State state_ = State::Header;
   bool finished_ = false;
   TarProblem problem_;
+  std::unique_ptr<Sha256> hash_;  // index mode
   TarSplitBuilder split_;
   TarStats stats_;
 
