@@ -91,7 +91,7 @@ interface ContainerRow {
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
-/** How long a mount, unmount or removal waits for another process's of the same container. */
+/** How long a mount, unmount, commit or removal waits for another process's of the same container. */
 const CLAIM_WAIT_MS = 30_000;
 /** How often it looks again meanwhile: a mount takes a few milliseconds. */
 const CLAIM_RETRY_MS = 2;
@@ -254,9 +254,15 @@ export class ContainerStore {
   }
 
   /**
-   * Runs `fn` on the container as it is now while no other mount, unmount or
-   * removal of it runs, in this process or another: whether it is mounted
-   * and the mount or unmount that follows must be one step.
+   * Runs `fn` on the container as it is now while no other mount, unmount,
+   * commit or removal of it runs, in this process or another: whether it is
+   * mounted and the mount, unmount or commit that follows must be one step.
+   *
+   * Not re-entrant: the claim is this process's, so a call in `fn` that takes
+   * it again (mount, unmount, commit, remove of the same container) would wait
+   * for itself until ERR_CONTAINER_BUSY. `fn` uses the private steps instead
+   * (mountRootfs, unmountRootfs, commitInPlace); nothing the layer store or
+   * the driver does takes a container's claim.
    */
   private async exclusively<T>(reference: string, fn: (container: Container) => Promise<T>): Promise<T> {
     const container = await this.claim(reference);
@@ -315,19 +321,28 @@ export class ContainerStore {
    * The layer is held as an explicit import, or with `hold` by this process
    * (see LayerStore.holdInTransaction) until the caller's own reference
    * takes over: a build's cache entry.
+   *
+   * It holds the container's claim throughout, as mount, unmount and remove
+   * do, and waits for theirs: otherwise a mount in another process between
+   * the check that the container is not mounted and the move of its upper
+   * directory would mount a directory that becomes a layer's, and an unmount
+   * or removal could pull a mounted container's files from under a streamed
+   * commit.
    */
   async commit(reference: string, options: { hold?: boolean } = {}): Promise<ImportResult> {
     const hold = options.hold ?? false;
-    const container = this.resolve(reference);
-    if (!isMountPoint(this.layout(container).merged) && (await this.driver.adoptable(container.cacheId))) {
-      return this.commitInPlace(container, hold);
-    }
-    return this.withView(container, async (view) => {
-      const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
-      return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: !hold, hold });
+    return this.exclusively(reference, async (container) => {
+      if (!isMountPoint(this.layout(container).merged) && (await this.driver.adoptable(container.cacheId))) {
+        return this.commitInPlace(container, hold);
+      }
+      return this.withView(container, async (view) => {
+        const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
+        return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: !hold, hold });
+      });
     });
   }
 
+  /** Only with the container's claim held (see commit). */
   private async commitInPlace(container: Container, hold: boolean): Promise<ImportResult> {
     const layout = this.layout(container);
     const indexed = await this.withView(container, async (view) => {

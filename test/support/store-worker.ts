@@ -26,6 +26,7 @@ export type WorkerKind =
   | 'image-user'
   | 'mount-shared'
   | 'unmount-shared'
+  | 'commit-shared'
   | 'mixed';
 
 type Objects = { layers?: string[]; images?: string[]; containers?: string[]; volumes?: string[] };
@@ -139,7 +140,7 @@ const imageSteps = {
   },
 } satisfies Record<string, () => Promise<void>>;
 
-/** Mounts and unmounts of one container, named "shared", made before the workers start. */
+/** Mounts, unmounts and commits of one container, named "shared", made before the workers start. */
 const sharedContainerSteps = {
   async 'mount-shared'() {
     await store.containers.mount('shared');
@@ -148,6 +149,10 @@ const sharedContainerSteps = {
   async 'unmount-shared'() {
     await store.containers.unmount('shared');
     report({ op: 'unmount', present: { containers: [store.containers.resolve('shared').id] } });
+  },
+  async 'commit-shared'() {
+    const { layer } = await store.containers.commit('shared');
+    report({ op: 'commit', present: { layers: [layer.chainId], containers: [store.containers.resolve('shared').id] } });
   },
 } satisfies Record<string, () => Promise<void>>;
 
