@@ -290,7 +290,7 @@ export class ContainerStore {
       if (Date.now() > deadline) {
         throw new StoreError(
           'ERR_CONTAINER_BUSY',
-          `container ${shortId(outcome.container.id)} is being mounted, unmounted or removed by process ${outcome.heldBy}: try again`,
+          `container ${shortId(outcome.container.id)} is being mounted, unmounted, committed or removed by process ${outcome.heldBy}: try again`,
         );
       }
       await sleep(CLAIM_RETRY_MS);
