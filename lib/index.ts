@@ -6,7 +6,7 @@ export { StoreError, type StoreErrorCode } from './store/errors.js';
 export { diskUsage, type DiskUsage, type UsageCategory, type ImageUsage, type ContainerUsage, type VolumeUsage, type BuildCacheRecord } from './store/usage.js';
 export { pruneContainers, pruneImages, pruneSystem, type PruneFilters, type ContainerPruneResult, type ImagePruneResult, type SystemPruneResult } from './store/prune.js';
 export { chainId, isDigest, parseDigest, sha256, shortId, type Digest } from './store/digest.js';
-export { applyLayerArchive, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './archive/apply.js';
+export { applyLayerArchive, type ApplyOptions, type ApplyResult, type FileRange, type LayerInput, type WhiteoutMode } from './archive/apply.js';
 export { exportLayerArchive } from './archive/export.js';
 export { ArchiveError } from './archive/errors.js';
 export type { Change, ChangeKind } from './archive/changes.js';
