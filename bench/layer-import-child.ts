@@ -9,6 +9,15 @@ import { performance } from 'node:perf_hooks';
 import { applyLayerArchive } from '../lib/archive/apply.js';
 import { exportLayerArchive } from '../lib/archive/export.js';
 
+/**
+ * This process's peak RSS, from VmHWM: getrusage's maxRSS would report the
+ * parent's when that was larger (the kernel carries it across fork and exec).
+ */
+function peakRssMb(): number {
+  const kb = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  return Number(kb) / 1024;
+}
+
 /** Applies the tar into dir (saving the tar-split), or exports dir back. */
 async function child(mode: string, tar: string, dir: string, splitFile: string): Promise<void> {
   const cpuAtStart = process.cpuUsage();
@@ -33,7 +42,7 @@ async function child(mode: string, tar: string, dir: string, splitFile: string):
   }
   const cpu = process.cpuUsage(cpuAtStart);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  process.stdout.write(JSON.stringify({ seconds, cpuSeconds, maxRssMb: process.resourceUsage().maxRSS / 1024, splitBytes }));
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds, maxRssMb: peakRssMb(), splitBytes }));
 }
 
 const [mode, tar, dir, splitFile] = process.argv.slice(2);
