@@ -23,6 +23,18 @@ import { buildTar } from '../support/tar-builder.js';
 import { bundleScript } from '../support/bundle.js';
 import { expectClean, Ledger, loopsBacking, startWorker } from '../support/workers.js';
 
+/** A store at `root` holding one layer and a container named "shared" on it. */
+async function seedSharedContainer(root: string) {
+  const seed = await Store.open({ root });
+  try {
+    const { layer } = await seed.layers.import(Readable.from([buildTar([{ name: 'seed', data: 'seed' }])]), { explicit: true });
+    const container = await seed.containers.create(layer.chainId, { name: 'shared' });
+    return { container, layout: seed.containers.layout(container) };
+  } finally {
+    seed.close();
+  }
+}
+
 describe('several processes on one root', function () {
   const cleanups = new Cleanups();
   let bundle: string;
@@ -119,11 +131,7 @@ describe('several processes on one root', function () {
   it('mounts a container once when several processes mount it at once, and unmounts it with the last unmount', async function () {
     this.timeout(120_000);
     const root = await tmpfsDir(cleanups);
-    const seed = await Store.open({ root });
-    const { layer } = await seed.layers.import(Readable.from([buildTar([{ name: 'seed', data: 'seed' }])]), { explicit: true });
-    const container = await seed.containers.create(layer.chainId, { name: 'shared' });
-    const { merged } = seed.containers.layout(container);
-    seed.close();
+    const { container, layout: { merged } } = await seedSharedContainer(root);
     const mountCount = async () => {
       const store = await Store.open({ root });
       try {
@@ -149,11 +157,7 @@ describe('several processes on one root', function () {
   it('commits a container while another process mounts it: both succeed, one overlay mount, and the layer holds the change', async function () {
     this.timeout(120_000);
     const root = await tmpfsDir(cleanups);
-    const seed = await Store.open({ root });
-    const { layer } = await seed.layers.import(Readable.from([buildTar([{ name: 'seed', data: 'seed' }])]), { explicit: true });
-    const container = await seed.containers.create(layer.chainId, { name: 'shared' });
-    const { merged, upper } = seed.containers.layout(container);
-    seed.close();
+    const { container, layout: { merged, upper } } = await seedSharedContainer(root);
 
     // Each round starts unmounted with a new change. Whichever process goes
     // first, the commit either adopts the upper directory as the layer (then
