@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace strata {
@@ -28,12 +29,84 @@ static inline uint64_t Mix(uint64_t state, uint64_t word) {
   return Rotl(state ^ (word * 0x9e3779b97f4a7c15ULL), 29) * 0xbf58476d1ce4e5b9ULL;
 }
 
-void ContentChecksum::Block(const uint8_t* block) {
-  for (int i = 0; i < 4; i++) {
-    uint64_t w;
-    memcpy(&w, block + 8 * i, 8);
-    lanes_[i] = Mix(lanes_[i], w);
+// Version 1: a multiply-rotate step per lane and 8-byte word.
+static void MixBlocks(uint64_t lanes[4], const uint8_t* data, size_t count) {
+  // Lanes in locals: uint8_t data may alias the caller's lanes, which would
+  // force a store and reload of every lane per block.
+  uint64_t a = lanes[0], b = lanes[1], c = lanes[2], d = lanes[3];
+  for (; count > 0; data += 32, count--) {
+    uint64_t w[4];
+    memcpy(w, data, 32);
+    a = Mix(a, w[0]);
+    b = Mix(b, w[1]);
+    c = Mix(c, w[2]);
+    d = Mix(d, w[3]);
   }
+  lanes[0] = a, lanes[1] = b, lanes[2] = c, lanes[3] = d;
+}
+
+// Version 2: CRC32C (Castagnoli, reflected, no inversion) of each lane's
+// words, as the SSE4.2 crc32 instruction computes it.
+static const uint32_t* Crc32cTable() {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t crc = i;
+      for (int bit = 0; bit < 8; bit++) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+      t[i] = crc;
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+static inline uint64_t Crc32cWord(uint64_t crc, uint64_t word) {
+  const uint32_t* table = Crc32cTable();
+  uint32_t c = static_cast<uint32_t>(crc);
+  for (int i = 0; i < 8; i++, word >>= 8) c = table[(c ^ word) & 0xff] ^ (c >> 8);
+  return c;
+}
+
+static void CrcBlocksPortable(uint64_t lanes[4], const uint8_t* data, size_t count) {
+  for (; count > 0; data += 32, count--) {
+    uint64_t w[4];
+    memcpy(w, data, 32);
+    for (int i = 0; i < 4; i++) lanes[i] = Crc32cWord(lanes[i], w[i]);
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static void CrcBlocksSse42(uint64_t lanes[4], const uint8_t* data,
+                                                             size_t count) {
+  uint64_t a = lanes[0], b = lanes[1], c = lanes[2], d = lanes[3];
+  for (; count > 0; data += 32, count--) {
+    uint64_t w[4];
+    memcpy(w, data, 32);
+    a = __builtin_ia32_crc32di(a, w[0]);
+    b = __builtin_ia32_crc32di(b, w[1]);
+    c = __builtin_ia32_crc32di(c, w[2]);
+    d = __builtin_ia32_crc32di(d, w[3]);
+  }
+  lanes[0] = a, lanes[1] = b, lanes[2] = c, lanes[3] = d;
+}
+#endif
+
+static void CrcBlocks(uint64_t lanes[4], const uint8_t* data, size_t count) {
+#if defined(__x86_64__)
+  static const bool sse42 = __builtin_cpu_supports("sse4.2");
+  if (sse42) return CrcBlocksSse42(lanes, data, count);
+#endif
+  CrcBlocksPortable(lanes, data, count);
+}
+
+ContentChecksum::ContentChecksum(int version) : version_(version) {
+  if (version_ == 2)
+    for (uint64_t& lane : lanes_) lane &= 0xffffffffu;  // CRC state is 32 bits
+}
+
+void ContentChecksum::Blocks(const uint8_t* data, size_t count) {
+  if (version_ == 1) MixBlocks(lanes_, data, count);
+  else CrcBlocks(lanes_, data, count);
 }
 
 void ContentChecksum::Update(const uint8_t* data, size_t size) {
@@ -45,24 +118,12 @@ void ContentChecksum::Update(const uint8_t* data, size_t size) {
     data += take;
     size -= take;
     if (tail_size_ < sizeof tail_) return;
-    Block(tail_);
+    Blocks(tail_, 1);
     tail_size_ = 0;
   }
-  // Lanes in locals: uint8_t data may alias the members, which would force a
-  // store and reload of every lane per block.
-  uint64_t a = lanes_[0], b = lanes_[1], c = lanes_[2], d = lanes_[3];
-  for (; size >= 32; data += 32, size -= 32) {
-    uint64_t w[4];
-    memcpy(w, data, 32);
-    a = Mix(a, w[0]);
-    b = Mix(b, w[1]);
-    c = Mix(c, w[2]);
-    d = Mix(d, w[3]);
-  }
-  lanes_[0] = a;
-  lanes_[1] = b;
-  lanes_[2] = c;
-  lanes_[3] = d;
+  Blocks(data, size / 32);
+  data += size / 32 * 32;
+  size %= 32;
   memcpy(tail_, data, size);
   tail_size_ = size;
 }
@@ -71,7 +132,7 @@ uint64_t ContentChecksum::Final() const {
   uint8_t last[32] = {};
   memcpy(last, tail_, tail_size_);
   ContentChecksum copy = *this;
-  copy.Block(last);
+  copy.Blocks(last, 1);
   uint64_t h = total_;
   for (uint64_t lane : copy.lanes_) h = Mix(h, lane);
   return h ^ (h >> 31);
@@ -124,7 +185,9 @@ struct Reader {
     return true;
   }
 };
-constexpr char kMagic[] = "STSPLIT1";
+// Written: "STSPLIT2"; read: both, the digit naming the checksum version.
+constexpr char kMagic[] = "STSPLIT2";
+constexpr char kMagicV1[] = "STSPLIT1";
 constexpr size_t kMagicSize = 8;
 }  // namespace
 
@@ -271,8 +334,10 @@ Failure TarExporter::Open(const std::string& root, const std::string& split) {
   split_ = split;
   Reader r{split_};
   size_t at = 0;
-  if (!r.Take(kMagicSize, at) || split_.compare(0, kMagicSize, kMagic) != 0)
-    return Corrupt("bad magic");
+  if (!r.Take(kMagicSize, at)) return Corrupt("bad magic");
+  if (split_.compare(0, kMagicSize, kMagic) == 0) checksum_version_ = 2;
+  else if (split_.compare(0, kMagicSize, kMagicV1) == 0) checksum_version_ = 1;
+  else return Corrupt("bad magic");
   for (;;) {
     if (r.pos >= split_.size()) return Corrupt("missing end record");
     uint8_t kind = static_cast<uint8_t>(split_[r.pos++]);
@@ -333,7 +398,7 @@ Failure TarExporter::OpenFile(const Step& step) {
              : static_cast<uint64_t>(st.st_size) != end)
     return Changed(step.path, "has a different size");
   posix_fadvise(file_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  checksum_ = ContentChecksum();
+  checksum_ = ContentChecksum(checksum_version_);
   return Ok();
 }
 

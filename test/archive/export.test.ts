@@ -67,6 +67,34 @@ describe('exportLayerArchive', function () {
     await exportFails(dir, result.tarSplit, `sha256:${'1'.repeat(64)}`, 'ERR_LAYER_CONTENT_CHANGED');
   });
 
+  it('reads tar-splits written with checksum version 1 (STSPLIT1), and still names a changed file', async function () {
+    // Applied and split by the version before checksum version 2; the tar is rebuilt the same way here.
+    const pattern = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff));
+    const tar = buildTar([
+      { name: 'etc/', type: '5', mode: 0o755 },
+      { name: 'etc/empty', data: '' },
+      { name: 'etc/short', data: 'hello' },
+      { name: 'etc/hundred', data: pattern(100) },
+      { name: 'big', data: pattern(70000) },
+    ]);
+    const splitV1 = Buffer.from(
+      'Cw4JDvDxDDFkZEktSdZnSWC0NDAwMDA3NWUA0QYGBug0WMzQxNTIxNzcwAQkb2hgYGTEoGDKksLIUVpckljEYGDA4sDID9EPN4Bl' +
+      'BSMjJ8iS1NyCkkqWaIhNZiYm6DbA+FhsMjQwN2RQMCDWpuKM/KIS4mwyZUD1k6GBuTlRNjGB/QS2iTXjw6qw/4Fn1Vl+MzNyg7ya' +
+      'UZqXUpSawhJJ2LOGJiboTjA2NyXOCch2pazev/flwuCCUyxzmBmZkzLTWRIJWG5kaGBqZoBquYG5uTGR/gfZ8WERi8xlk8kdzRpR' +
+      'LBM4GQA=',
+      'base64',
+    );
+    const diffId = 'sha256:67112f1ce3f2f95b065c9436a8b6cdccf9a91c9f5e271ec0ddc53300222270a1';
+    expect(inflateRawSync(splitV1).subarray(0, 8).toString()).to.equal('STSPLIT1');
+    const dir = scratchDir(cleanups);
+    const result = await applyBuffer(tar, dir);
+    expect(result.diffId).to.equal(diffId);
+    expect(inflateRawSync(result.tarSplit).subarray(0, 8).toString()).to.equal('STSPLIT2');
+    expect(await exportBuffer(dir, splitV1, diffId)).to.deep.equal(tar);
+    writeFileSync(join(dir, 'big'), pattern(70000).reverse());
+    await exportFails(dir, splitV1, diffId, 'ERR_LAYER_CONTENT_CHANGED', 'big');
+  });
+
   it('rejects a corrupt tar-split', async function () {
     const { dir, result } = await applied();
     const raw = inflateRawSync(result.tarSplit);
