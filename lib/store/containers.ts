@@ -267,10 +267,25 @@ export class ContainerStore {
   private async exclusively<T>(reference: string, fn: (container: Container) => Promise<T>): Promise<T> {
     const container = await this.claim(reference);
     try {
+      await this.finishInterruptedCommit(container);
       return await fn(container);
     } finally {
       relaxed(this.db, () => this.db.prepare('DELETE FROM container_claims WHERE container = ?').run(container.id));
     }
+  }
+
+  /**
+   * A commit whose process died after recording its layer and before moving
+   * the upper directory into it (its claim was just broken): the move is
+   * finished before anything mounts or removes the container, not only at
+   * the next open (recoverAdoptions).
+   */
+  private async finishInterruptedCommit(container: Container): Promise<void> {
+    const { upper } = this.layout(container);
+    const move = this.db.prepare('SELECT to_path AS "to", pid, pid_start AS pidStart FROM adoptions WHERE from_path = ?').get(upper) as
+      | { to: string; pid: number; pidStart: string }
+      | undefined;
+    if (move && !isLive(move.pid, move.pidStart)) await this.completeAdoption(upper, move.to);
   }
 
   /** Waits for the container's claim (breaking one whose process is gone), takes it, and returns the container's row. */

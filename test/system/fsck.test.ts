@@ -185,6 +185,20 @@ describe('store fsck', function () {
     store.db.prepare('DELETE FROM adoptions').run();
   });
 
+  it('finishes the move of a commit whose process died before mounting or removing the container', async function () {
+    const { container } = await populate();
+    const { upper } = store.containers.layout(container);
+    writeFileSync(join(upper, 'committed'), 'mine now');
+    // A commit recorded its layer, then its process died before moving the directory.
+    store.db.prepare('INSERT INTO adoptions (from_path, to_path, pid, pid_start) VALUES (?, ?, ?, ?)').run(upper, `${upper}.moved`, 2 ** 22 + 1, 'gone');
+    const rootfs = await store.containers.mount(container.id);
+    expect(readdirSync(`${upper}.moved`)).to.deep.equal(['committed']);
+    expect(existsSync(join(rootfs, 'committed'))).to.equal(false);
+    expect(store.db.prepare('SELECT count(*) AS n FROM adoptions').get()).to.deep.equal({ n: 0 });
+    await store.containers.unmount(container.id);
+    rmSync(`${upper}.moved`, { recursive: true });
+  });
+
   it('strata system fsck reports, exits 1 while problems remain, and repairs with --repair', async function () {
     await populate();
     store.close();
