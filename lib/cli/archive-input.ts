@@ -21,6 +21,7 @@ export async function openArchiveInput(path: string, what: string): Promise<Arch
   const file = await open(path, 'r');
   try {
     const stats = await file.stat();
+    if (stats.isDirectory()) throw new UsageError(`${path} is a directory: give ${what}`);
     const input = stats.isFile() ? { file, start: 0, length: stats.size } : file.createReadStream({ autoClose: false });
     return { input, close: () => file.close() };
   } catch (error) {

@@ -39,6 +39,11 @@ describe('applyLayerArchive with malformed archives', function () {
     await fails(buildTar([{ ...file, checksumDelta: 1 }]), 'ERR_ARCHIVE_CORRUPT', "entry 'file': header checksum mismatch");
   });
 
+  it('quotes a hostile entry name without its control characters', async function () {
+    const tar = buildTar([{ ...file, name: '\x1b[2Jevil\x07', checksumDelta: 1 }]);
+    await fails(tar, 'ERR_ARCHIVE_CORRUPT', "entry '\\x1b[2Jevil\\x07': header checksum mismatch");
+  });
+
   it('rejects negative, absurd and unreadable sizes', async function () {
     const negative = Buffer.alloc(12, 0xff);
     await fails(buildTar([{ name: 'neg', sizeField: negative }]), 'ERR_ARCHIVE_CORRUPT', /entry 'neg': absurd size -1/);
