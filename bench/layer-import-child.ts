@@ -30,12 +30,14 @@ async function child(mode: string, tar: string, dir: string, splitFile: string):
     const result = await applyLayerArchive({ file, start: 0, length: (await file.stat()).size }, dir, { whiteouts: 'overlay' })
       .finally(() => file.close());
     seconds = (performance.now() - start) / 1000;
-    writeFileSync(splitFile, JSON.stringify({ diffId: result.diffId, split: result.tarSplit.toString('base64') }));
+    const saved = { diffId: result.diffId, split: result.tarSplit.toString('base64'), checkpoints: result.checkpoints.toString('base64') };
+    writeFileSync(splitFile, JSON.stringify(saved));
     splitBytes = result.tarSplit.length;
   } else {
-    const { diffId, split } = JSON.parse(readFileSync(splitFile, 'utf8')) as { diffId: string; split: string };
+    const saved = JSON.parse(readFileSync(splitFile, 'utf8')) as { diffId: string; split: string; checkpoints: string };
     const start = performance.now();
-    for await (const _chunk of exportLayerArchive(dir, Buffer.from(split, 'base64'), diffId)) {
+    const checkpoints = Buffer.from(saved.checkpoints, 'base64');
+    for await (const _chunk of exportLayerArchive(dir, Buffer.from(saved.split, 'base64'), saved.diffId, checkpoints)) {
       // consumed like a pipe would be
     }
     seconds = (performance.now() - start) / 1000;

@@ -5,7 +5,6 @@
 // one there, while the JS thread writes the archive (a commit). An
 // uncompressed tar in a file is read in place into reused buffers, with the
 // next read under way while one chunk is hashed and the one before applied.
-import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +14,7 @@ import { createGunzip, deflateRaw, constants as zlibConstants } from 'node:zlib'
 import { Decompress } from 'fzstd';
 
 import { TarApplier } from '../native/archive.js';
+import { DigestChain } from '../native/digest.js';
 import { ArchiveError } from './errors.js';
 
 /**
@@ -49,6 +49,8 @@ export interface ApplyResult {
   compression: 'none' | 'gzip' | 'zstd';
   /** Raw-deflated tar-split: with the directory, rebuilds the tar byte-exact. */
   tarSplit: Buffer;
+  /** SHA-256 checkpoints of the tar (lib/native/digest.ts), for a parallel verified export. */
+  checkpoints: Buffer;
 }
 
 /**
@@ -195,7 +197,7 @@ async function applyFileRange(applier: TarApplier, range: FileRange, options: Ap
     reading.catch(() => {}); // awaited in the loop or when it stops
     return reading;
   };
-  const hash = createHash('sha256');
+  const hash = new DigestChain();
   let pending: Promise<void> | undefined;
   let reading: Promise<Buffer> | undefined = readNext(0);
   try {
@@ -257,7 +259,7 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
     }
   }
 
-  const hash = options.whiteouts === 'index' ? undefined : createHash('sha256');
+  const hash = options.whiteouts === 'index' ? undefined : new DigestChain();
   let tarSize = 0;
   let pending: Promise<void> | undefined;
   let batch: Buffer[] = [];
@@ -306,7 +308,7 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
  */
 async function complete(
   applier: TarApplier,
-  hash: Hash | undefined,
+  hash: DigestChain | undefined,
   tarSize: number,
   compression: ApplyResult['compression'],
   options: ApplyOptions,
@@ -317,9 +319,11 @@ async function complete(
     }
     return diffId;
   };
-  const hashed = hash && check(`sha256:${hash.digest('hex')}`);
+  const hashed = hash?.finish();
+  if (hashed) check(hashed.digest);
   const stats = await applier.finish();
-  const diffId = hashed ?? check(stats.diffId!);
+  const diffId = hashed?.digest ?? check(stats.diffId!);
+  const checkpoints = hashed?.checkpoints ?? stats.checkpoints!;
   const tarSplit = await deflateRawAsync(stats.tarSplit, { level: zlibConstants.Z_BEST_SPEED });
-  return { diffId, tarSize, contentSize: stats.contentSize, entries: stats.entries, compression, tarSplit };
+  return { diffId, tarSize, contentSize: stats.contentSize, entries: stats.entries, compression, tarSplit, checkpoints };
 }

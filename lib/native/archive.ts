@@ -28,6 +28,8 @@ export interface TarApplyStats {
   tarSplit: Buffer;
   /** 'sha256:<hex>' of the stream, hashed by the applier itself: in 'index' mode only. */
   diffId?: string;
+  /** With diffId: its SHA-256 checkpoints (lib/native/digest.ts). */
+  checkpoints?: Buffer;
 }
 
 /** Applies a tar stream, fed in order through write(), into `dir`. */
@@ -74,17 +76,37 @@ export class TarApplier {
   }
 }
 
-/** Rebuilds a tar from a directory and its uncompressed tar-split. */
+/**
+ * Rebuilds a tar from a directory and its uncompressed tar-split, any range
+ * of it on its own: several ranges may be read at once.
+ */
 export class TarExporter {
   private readonly inner: NativeTarExporter;
+  /** Bytes of the whole tar. */
+  readonly size: number;
 
   constructor(dir: string, tarSplit: Buffer) {
     this.inner = convertedSync(() => new native.TarExporter(dir, tarSplit));
+    this.size = this.inner.size();
   }
 
-  /** The next at most `maxBytes` bytes of the tar, or null at its end. */
-  read(maxBytes: number): Promise<Buffer | null> {
-    return converted(this.inner.read(maxBytes));
+  /** Bytes [offset, offset + length) of the tar. */
+  read(offset: number, length: number): Promise<Buffer> {
+    return converted(this.inner.readRange(offset, length)).then((r) => r.bytes);
+  }
+
+  /**
+   * The same bytes, SHA-256-hashed as they are read, continuing from `state`
+   * (null at the tar's start; see lib/native/digest.ts): the end state, or
+   * with `final` the digest.
+   */
+  readHashed(offset: number, length: number, state: Buffer | null, final: boolean): Promise<{ bytes: Buffer; hash: Buffer }> {
+    return converted(this.inner.readRange(offset, length, state, final)) as Promise<{ bytes: Buffer; hash: Buffer }>;
+  }
+
+  /** Rejects with ERR_LAYER_CONTENT_CHANGED naming a file in the range whose content changed. */
+  checkRange(offset: number, length: number): Promise<void> {
+    return converted(this.inner.checkRange(offset, length));
   }
 
   /** Releases its fds at once; not while a read is under way. */

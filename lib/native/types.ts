@@ -3,13 +3,20 @@
 // archive.cc: one call in flight per object (else ERR_ARCHIVE_BUSY).
 export interface NativeTarApplier {
   write(chunk: Buffer | readonly Buffer[]): Promise<void>;
-  finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer; diffId?: string }>;
+  finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer; diffId?: string; checkpoints?: Buffer }>;
   close(): void;
 }
 export interface NativeTarExporter {
-  /** The next bytes of the tar (at most maxBytes), or null at the end. */
-  read(maxBytes: number): Promise<Buffer | null>;
+  size(): number;
+  /** Several may run at once. state: undefined hashes nothing, null starts at the tar's start. */
+  readRange(offset: number, length: number, state?: Buffer | null, final?: boolean): Promise<{ bytes: Buffer; hash?: Buffer }>;
+  checkRange(offset: number, length: number): Promise<void>;
   close(): void;
+}
+
+export interface NativeDigestChain {
+  update(chunk: Buffer): void;
+  finish(): { digest: string; checkpoints: Buffer };
 }
 
 export interface NativeBinding {
@@ -71,6 +78,10 @@ export interface NativeBinding {
   // archive.cc
   readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index') => NativeTarApplier;
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
+
+  // digest.cc
+  readonly DigestChain: new () => NativeDigestChain;
+  hashSegment(data: Buffer, state: Buffer | null, bytesBefore: number, final: boolean): Promise<Buffer>;
 
   // tree.cc
   copyTree(src: string, dst: string, threads: number, reflink: boolean): Promise<NativeTreeCopyStats>;

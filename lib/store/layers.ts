@@ -163,8 +163,11 @@ export class LayerStore {
   /** Streams the layer as the exact tar it was imported from: sha256 of the stream is its DiffID. */
   export(chainId: Digest): Readable {
     const layer = this.requireLayer(chainId, 'layer');
-    const row = this.db.prepare('SELECT tar_split FROM layers WHERE chain_id = ?').get(chainId) as { tar_split: Buffer };
-    return exportLayerArchive(this.driver.layerDir(layer.cacheId), gunzipSync(row.tar_split), layer.diffId);
+    const row = this.db.prepare('SELECT tar_split, sha256_checkpoints FROM layers WHERE chain_id = ?').get(chainId) as {
+      tar_split: Buffer;
+      sha256_checkpoints: Buffer | null;
+    };
+    return exportLayerArchive(this.driver.layerDir(layer.cacheId), gunzipSync(row.tar_split), layer.diffId, row.sha256_checkpoints);
   }
 
   /**
@@ -293,8 +296,8 @@ export class LayerStore {
       }
       this.db
         .prepare(
-          `INSERT INTO layers (chain_id, diff_id, parent, cache_id, driver, tar_size, content_size, entries, tar_split, explicit, refs, created)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO layers (chain_id, diff_id, parent, cache_id, driver, tar_size, content_size, entries, tar_split, sha256_checkpoints, explicit, refs, created)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           chainId,
@@ -306,6 +309,7 @@ export class LayerStore {
           applied.contentSize,
           applied.entries,
           gzipSync(applied.tarSplit),
+          applied.checkpoints,
           explicit ? 1 : 0,
           explicit ? 1 : 0,
           new Date().toISOString(),

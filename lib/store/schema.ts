@@ -215,4 +215,10 @@ export const migrations: readonly string[] = [
     pid_start TEXT NOT NULL
   );
   `,
+  `
+  -- SHA-256 checkpoints of each layer's tar (lib/native/digest.ts): an export
+  -- checks the stretches between them in parallel. NULL for layers imported
+  -- before, which export checks in one sequence.
+  ALTER TABLE layers ADD COLUMN sha256_checkpoints BLOB;
+  `,
 ];

@@ -6,7 +6,7 @@ namespace {
 
 // Bumped whenever the exported surface changes, so a stale build/ that
 // shadows a newer prebuild is caught by the loader instead of misbehaving.
-constexpr uint32_t kAbiVersion = 7;
+constexpr uint32_t kAbiVersion = 8;
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   strata::InitClone(env, exports);
   strata::InitLoop(env, exports);
   strata::InitArchive(env, exports);
+  strata::InitDigest(env, exports);
   strata::InitTree(env, exports);
   strata::InitBtrfs(env, exports);
   strata::InitDm(env, exports);

@@ -1,6 +1,9 @@
 // TarApplier and TarExporter as JS classes whose blocking methods run on the
 // libuv pool and return promises; one call in flight per object.
+#include <algorithm>
+#include <array>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "../core/tar.h"
@@ -115,7 +118,7 @@ class Applier : public Napi::ObjectWrap<Applier> {
     });
   }
 
-  // Resolves { entries, contentSize, tarSplit }.
+  // Resolves { entries, contentSize, tarSplit } (and diffId, checkpoints in index mode).
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     ThrowIfBusy(info.Env(), busy_);
     return RunCall(
@@ -126,7 +129,10 @@ class Applier : public Napi::ObjectWrap<Applier> {
           result.Set("entries", Napi::Number::New(env, static_cast<double>(stats_.entries)));
           result.Set("contentSize", Napi::Number::New(env, static_cast<double>(stats_.content_size)));
           result.Set("tarSplit", StringBuffer(env, std::move(split_)));
-          if (!stats_.diff_id.empty()) result.Set("diffId", Napi::String::New(env, stats_.diff_id));
+          if (!stats_.diff_id.empty()) {
+            result.Set("diffId", Napi::String::New(env, stats_.diff_id));
+            result.Set("checkpoints", StringBuffer(env, std::move(stats_.checkpoints)));
+          }
           return result;
         });
   }
@@ -147,7 +153,9 @@ class Applier : public Napi::ObjectWrap<Applier> {
 class Exporter : public Napi::ObjectWrap<Exporter> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "TarExporter", {InstanceMethod("read", &Exporter::Read),
+    return DefineClass(env, "TarExporter", {InstanceMethod("size", &Exporter::Size),
+                                            InstanceMethod("readRange", &Exporter::ReadRange),
+                                            InstanceMethod("checkRange", &Exporter::CheckRange),
                                             InstanceMethod("close", &Exporter::Close)});
   }
 
@@ -156,44 +164,106 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
     std::string dir = PathArg(info, 0, "dir");
     Napi::Buffer<uint8_t> split = BufferArg(info, 1, "tarSplit");
     std::string bytes(reinterpret_cast<const char*>(split.Data()), split.Length());
-    if (Failure f = exporter_.Open(dir, bytes)) {
-      const ExportProblem& p = exporter_.problem();
-      throw ArchiveProblemError(info.Env(), p.code, p.message, p.entry, f);
-    }
+    ExportProblem problem;
+    if (Failure f = exporter_.Open(dir, bytes, problem))
+      throw ArchiveProblemError(info.Env(), problem.code, problem.message, problem.entry, f);
   }
 
  private:
-  // read(maxBytes): resolves the next chunk, or null at the end.
-  Napi::Value Read(const Napi::CallbackInfo& info) {
-    size_t max = Uint32Arg(info, 0, "maxBytes", 64u << 20);
-    if (max == 0)
-      ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "The \"maxBytes\" argument must be > 0");
-    ThrowIfBusy(info.Env(), busy_);
-    // Uninitialized memory: the exporter overwrites what it hands out.
-    auto out = std::shared_ptr<char>(new char[max], std::default_delete<char[]>());
-    auto produced = std::make_shared<size_t>(0);
-    return RunCall(
-        info.Env(), Value(), info.Env().Undefined(), &busy_, exporter_,
-        [this, out, produced, max] { return exporter_.Read(out.get(), max, *produced); },
-        [out, produced](Napi::Env env) -> Napi::Value {
-          if (*produced == 0) return env.Null();
+  // size(): bytes of the whole tar.
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(exporter_.size()));
+  }
+
+  // A range as (offset, length) arguments, inside the tar.
+  std::pair<uint64_t, size_t> RangeArgs(const Napi::CallbackInfo& info) {
+    uint64_t offset = static_cast<uint64_t>(IntegerArg(info, 0, "offset", 0, int64_t{1} << 53));
+    size_t length = Uint32Arg(info, 1, "length", 64u << 20);
+    if (offset > exporter_.size() || length > exporter_.size() - offset)
+      ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "the range must lie within the tar");
+    return {offset, length};
+  }
+
+  // Runs a call; several may run at once, close() waits for none of them.
+  Napi::Value Run(Napi::Env env, std::shared_ptr<ExportProblem> problem, std::vector<Napi::Value> keep,
+                  std::function<Failure()> work, std::function<Napi::Value(Napi::Env)> done) {
+    calls_++;
+    keep.push_back(Value());
+    return RunAsync(env, "strata.export", std::move(work), std::move(done),
+                    {std::move(keep), [this] { calls_--; },
+                     [problem](Napi::Env e, const Failure& f) {
+                       return ArchiveProblemError(e, problem->code, problem->message, problem->entry, f);
+                     }});
+  }
+
+  // readRange(offset, length, state, final): resolves { bytes, hash }. With
+  // `state` undefined nothing is hashed (hash absent); null starts the hash
+  // at the tar's start (offset 0), a 32-byte state continues one (see
+  // digest.cc hashSegment); `hash` is then the end state, or with `final` the
+  // digest.
+  Napi::Value ReadRange(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto [offset, length] = RangeArgs(info);
+    bool hashing = !info[2].IsUndefined();
+    bool resume = hashing && !info[2].IsNull();
+    Napi::Buffer<uint8_t> state = resume ? BufferArg(info, 2, "state") : Napi::Buffer<uint8_t>();
+    bool final = hashing && BoolArg(info, 3, "final");
+    if (resume && state.Length() != Sha256::kStateSize)
+      ThrowArgError(env, "ERR_INVALID_ARG_VALUE", "The \"state\" argument must be 32 bytes");
+    if (hashing && (offset % Sha256::kBlockSize != 0 || resume == (offset == 0) ||
+                    (!final && (offset + length) % Sha256::kBlockSize != 0)))
+      ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
+                    "a hashed range must start at the tar's start without a state or at a 64-byte "
+                    "boundary with one, and end at a 64-byte boundary unless final");
+    // Uninitialized memory: the exporter overwrites all of it.
+    auto out = std::shared_ptr<char>(new char[std::max<size_t>(length, 1)], std::default_delete<char[]>());
+    auto hash = std::make_shared<std::array<uint8_t, Sha256::kStateSize>>();
+    auto problem = std::make_shared<ExportProblem>();
+    const uint8_t* from = resume ? state.Data() : nullptr;
+    std::vector<Napi::Value> keep;
+    if (resume) keep.push_back(state);
+    return Run(
+        env, problem, std::move(keep),
+        [this, offset = offset, length = length, out, hash, problem, hashing, from, final] {
+          if (!hashing) return exporter_.ReadRange(offset, length, out.get(), nullptr, *problem);
+          Sha256 sha = from ? Sha256(from, offset) : Sha256();
+          if (Failure f = exporter_.ReadRange(offset, length, out.get(), &sha, *problem)) return f;
+          if (final) sha.Final(hash->data());
+          else sha.State(hash->data());
+          return Ok();
+        },
+        [out, length = length, hash, hashing](Napi::Env e) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(e);
           // The Buffer shares ownership of the memory.
           auto* owner = new std::shared_ptr<char>(out);
-          return Napi::Buffer<char>::New(env, out.get(), *produced,
-                                         [](Napi::Env, char*, std::shared_ptr<char>* o) { delete o; },
-                                         owner);
+          result.Set("bytes", Napi::Buffer<char>::New(e, out.get(), length,
+                                                      [](Napi::Env, char*, std::shared_ptr<char>* o) { delete o; },
+                                                      owner));
+          if (hashing) result.Set("hash", Napi::Buffer<uint8_t>::Copy(e, hash->data(), hash->size()));
+          return result;
         });
   }
 
-  // close(): releases the exporter's fds; not while a read runs.
+  // checkRange(offset, length): rejects with ERR_LAYER_CONTENT_CHANGED naming
+  // a file with content in the range whose checksum no longer matches.
+  Napi::Value CheckRange(const Napi::CallbackInfo& info) {
+    auto [offset, length] = RangeArgs(info);
+    auto problem = std::make_shared<ExportProblem>();
+    return Run(
+        info.Env(), problem, {},
+        [this, offset = offset, length = length, problem] { return exporter_.CheckRange(offset, length, *problem); },
+        nullptr);
+  }
+
+  // close(): releases the exporter's root fd; not while a call runs.
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    ThrowIfBusy(info.Env(), busy_);
+    ThrowIfBusy(info.Env(), calls_ > 0);
     exporter_.Close();
     return info.Env().Undefined();
   }
 
   TarExporter exporter_;
-  bool busy_ = false;
+  unsigned calls_ = 0;
 };
 
 }  // namespace

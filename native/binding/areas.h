@@ -11,6 +11,7 @@ void InitFs(Napi::Env env, Napi::Object exports);        // xattrs, mknod, statf
 void InitClone(Napi::Env env, Napi::Object exports);     // FICLONE, copy_file_range
 void InitLoop(Napi::Env env, Napi::Object exports);      // loop devices
 void InitArchive(Napi::Env env, Napi::Object exports);   // tar apply
+void InitDigest(Napi::Env env, Napi::Object exports);    // SHA-256 with checkpoints
 void InitTree(Napi::Env env, Napi::Object exports);      // parallel tree copy
 void InitBtrfs(Napi::Env env, Napi::Object exports);     // btrfs subvolume ioctls
 void InitDm(Napi::Env env, Napi::Object exports);        // device-mapper ioctls

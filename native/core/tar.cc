@@ -155,7 +155,7 @@ Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode) {
   if (n < 0) return Fail(errno, "readlink", ProcPath(root_.get()));
   root_path_.assign(buf, static_cast<size_t>(n));
   mode_ = mode;
-  if (mode == WhiteoutMode::Index) hash_ = std::make_unique<Sha256>();
+  if (mode == WhiteoutMode::Index) hash_ = std::make_unique<DigestChainBuilder>();
   return Ok();
 }
 
@@ -654,7 +654,7 @@ Failure TarApplier::Finish(TarStats& stats, std::string& split) {
   if (syncfs(root_.get()) != 0) return SysProblem(Fail(errno, "syncfs", ""), "");
   finished_ = true;
   stats = stats_;
-  if (hash_) stats.diff_id = hash_->Digest();
+  if (hash_) hash_->Finish(stats.diff_id, stats.checkpoints);
   split = split_.Take();
   return Ok();
 }

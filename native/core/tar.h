@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "result.h"
-#include "sha256.h"
+#include "digest_chain.h"
 #include "tar_split.h"
 
 namespace strata {
@@ -54,6 +54,7 @@ struct TarStats {
   // "sha256:..." of the stream, in index mode only: there this thread has
   // little else to do, while the caller's is busy writing the archive.
   std::string diff_id;
+  std::string checkpoints;  // with diff_id: its SHA-256 checkpoints (digest_chain.h)
 };
 
 class TarApplier {
@@ -131,7 +132,7 @@ class TarApplier {
   State state_ = State::Header;
   bool finished_ = false;
   TarProblem problem_;
-  std::unique_ptr<Sha256> hash_;  // index mode
+  std::unique_ptr<DigestChainBuilder> hash_;  // index mode
   TarSplitBuilder split_;
   TarStats stats_;
 

@@ -317,55 +317,111 @@ std::string TarSplitBuilder::Take() {
 
 // ---- TarExporter ----
 
-Failure TarExporter::Corrupt(const std::string& why) {
-  problem_ = {"ERR_ARCHIVE_SPLIT_CORRUPT", "tar-split data is corrupt: " + why, ""};
+namespace {
+
+// File content is read, checksummed and hashed in pieces small enough to be
+// still in the cache for the checksum and the hash.
+constexpr size_t kPiece = 256 << 10;
+
+// Past this, a tar offset would not be exact as a JS number.
+constexpr uint64_t kMaxTarSize = 1ULL << 53;
+
+Failure Corrupt(ExportProblem& problem, const std::string& why) {
+  problem = {"ERR_ARCHIVE_SPLIT_CORRUPT", "tar-split data is corrupt: " + why, ""};
   return Fail(EINVAL, "tar-split");
 }
 
-Failure TarExporter::Changed(const std::string& path, const std::string& why) {
-  problem_ = {"ERR_LAYER_CONTENT_CHANGED",
-              "layer content changed on disk: '" + path + "' " + why, path};
+Failure Changed(ExportProblem& problem, const std::string& path, const std::string& why) {
+  problem = {"ERR_LAYER_CONTENT_CHANGED", "layer content changed on disk: '" + path + "' " + why, path};
   return Fail(EIO, "export", path);
 }
 
-Failure TarExporter::Open(const std::string& root, const std::string& split) {
+// Reads `n` bytes of a file's stored content (its segments, in order),
+// starting `from` bytes in, as pieces into `buf`: one after another when
+// `advance`, else each over the last. Calls piece(data, size) for each.
+template <typename Piece>
+Failure ReadContent(int fd, const std::string& path, const std::vector<SparseSegment>& segments,
+                    uint64_t from, uint64_t n, char* buf, bool advance, ExportProblem& problem,
+                    Piece&& piece) {
+  for (const SparseSegment& seg : segments) {
+    if (n == 0) break;
+    if (from >= seg.length) {
+      from -= seg.length;
+      continue;
+    }
+    uint64_t pos = seg.offset + from;
+    uint64_t todo = std::min(seg.length - from, n);
+    from = 0;
+    while (todo > 0) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(todo, kPiece));
+      ssize_t got = pread(fd, buf, want, static_cast<off_t>(pos));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return Fail(errno, "pread", path);
+      if (got == 0) return Changed(problem, path, "is shorter than recorded");
+      piece(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(got));
+      if (advance) buf += got;
+      pos += static_cast<uint64_t>(got);
+      todo -= static_cast<uint64_t>(got);
+      n -= static_cast<uint64_t>(got);
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Failure TarExporter::Open(const std::string& root, const std::string& split, ExportProblem& problem) {
   root_ = Fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root_.valid()) return Fail(errno, "open", root);
   split_ = split;
   Reader r{split_};
   size_t at = 0;
-  if (!r.Take(kMagicSize, at)) return Corrupt("bad magic");
+  if (!r.Take(kMagicSize, at)) return Corrupt(problem, "bad magic");
   if (split_.compare(0, kMagicSize, kMagic) == 0) checksum_version_ = 2;
   else if (split_.compare(0, kMagicSize, kMagicV1) == 0) checksum_version_ = 1;
-  else return Corrupt("bad magic");
+  else return Corrupt(problem, "bad magic");
+  // Steps are appended with their place in the tar; their sizes stay below
+  // kMaxTarSize, each and in total.
+  auto add = [&](Step step, uint64_t size) {
+    if (size > kMaxTarSize - size_) return false;
+    step.start = size_;
+    step.size = size;
+    size_ += size;
+    steps_.push_back(std::move(step));
+    return true;
+  };
   for (;;) {
-    if (r.pos >= split_.size()) return Corrupt("missing end record");
+    if (r.pos >= split_.size()) return Corrupt(problem, "missing end record");
     uint8_t kind = static_cast<uint8_t>(split_[r.pos++]);
     if (kind == 0) break;
     if (kind == 1) {
       uint64_t n = r.Varint();
-      if (!r.Take(n, at)) return Corrupt("raw record overruns the data");
-      steps_.push_back(Step{true, false, at, static_cast<size_t>(n), {}, {}, 0});
+      if (!r.Take(n, at)) return Corrupt(problem, "raw record overruns the data");
+      if (!add(Step{true, false, at, static_cast<size_t>(n), {}, {}, 0, 0, 0}, n))
+        return Corrupt(problem, "the tar would be too large");
       continue;
     }
     if (kind == 4) {
       uint64_t n = r.Varint();
-      if (!r.ok || n > (1ULL << 40)) return Corrupt("bad zero run");
-      steps_.push_back(Step{true, true, 0, static_cast<size_t>(n), {}, {}, 0});
+      if (!r.ok || n > (1ULL << 40)) return Corrupt(problem, "bad zero run");
+      if (!add(Step{true, true, 0, static_cast<size_t>(n), {}, {}, 0, 0, 0}, n))
+        return Corrupt(problem, "the tar would be too large");
       continue;
     }
-    if (kind != 2 && kind != 3) return Corrupt("unknown record kind " + std::to_string(kind));
+    if (kind != 2 && kind != 3) return Corrupt(problem, "unknown record kind " + std::to_string(kind));
     uint64_t path_len = r.Varint();
     if (!r.Take(path_len, at) || path_len == 0 || path_len > 4096)
-      return Corrupt("bad path");
-    Step step{false, false, 0, 0, split_.substr(at, path_len), {}, 0};
+      return Corrupt(problem, "bad path");
+    Step step{false, false, 0, 0, split_.substr(at, path_len), {}, 0, 0, 0};
     if (step.path.find('\0') != std::string::npos || step.path[0] == '/')
-      return Corrupt("bad path");
+      return Corrupt(problem, "bad path");
+    uint64_t size = 0;
+    bool sane = true;
     if (kind == 2) {
       step.segments.push_back(SparseSegment{0, r.Varint()});
     } else {
       uint64_t count = r.Varint();
-      if (count > split_.size()) return Corrupt("bad segment count");
+      if (count > split_.size()) return Corrupt(problem, "bad segment count");
       for (uint64_t i = 0; i < count && r.ok; i++) {
         SparseSegment seg;
         seg.offset = r.Varint();
@@ -373,77 +429,99 @@ Failure TarExporter::Open(const std::string& root, const std::string& split) {
         step.segments.push_back(seg);
       }
     }
+    for (const SparseSegment& seg : step.segments) {
+      sane = sane && seg.length < kMaxTarSize && seg.offset < kMaxTarSize && size < kMaxTarSize;
+      size += seg.length;
+    }
     step.checksum = r.U64();
-    if (!r.ok) return Corrupt("truncated record");
-    steps_.push_back(std::move(step));
+    if (!r.ok) return Corrupt(problem, "truncated record");
+    if (!sane || !add(std::move(step), size)) return Corrupt(problem, "the tar would be too large");
   }
-  if (r.pos != split_.size()) return Corrupt("bytes after the end record");
+  if (r.pos != split_.size()) return Corrupt(problem, "bytes after the end record");
   return Ok();
 }
 
-Failure TarExporter::OpenFile(const Step& step) {
-  file_ = Fd(OpenInRoot(root_.get(), step.path, O_RDONLY | O_NOFOLLOW));
-  if (!file_.valid()) {
+Failure TarExporter::OpenFile(const Step& step, Fd& file, ExportProblem& problem) const {
+  file = Fd(OpenInRoot(root_.get(), step.path, O_RDONLY | O_NOFOLLOW));
+  if (!file.valid()) {
     if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
-      return Changed(step.path, "is missing");
+      return Changed(problem, step.path, "is missing");
     return Fail(errno, "openat2", step.path);
   }
   struct stat st;
-  if (fstat(file_.get(), &st) != 0) return Fail(errno, "fstat", step.path);
-  if (!S_ISREG(st.st_mode)) return Changed(step.path, "is no longer a regular file");
+  if (fstat(file.get(), &st) != 0) return Fail(errno, "fstat", step.path);
+  if (!S_ISREG(st.st_mode)) return Changed(problem, step.path, "is no longer a regular file");
   uint64_t end = 0;
   for (const SparseSegment& seg : step.segments) end = std::max(end, seg.offset + seg.length);
   bool sparse = step.segments.size() != 1 || step.segments[0].offset != 0;
   if (sparse ? static_cast<uint64_t>(st.st_size) < end
              : static_cast<uint64_t>(st.st_size) != end)
-    return Changed(step.path, "has a different size");
-  posix_fadvise(file_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  checksum_ = ContentChecksum(checksum_version_);
+    return Changed(problem, step.path, "has a different size");
+  posix_fadvise(file.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   return Ok();
 }
 
-Failure TarExporter::Read(char* out, size_t max, size_t& produced) {
-  produced = 0;
-  while (produced < max && step_ < steps_.size()) {
-    const Step& step = steps_[step_];
-    if (step.raw) {
-      size_t n = std::min(max - produced, step.raw_size - raw_done_);
-      if (step.zeros) memset(out + produced, 0, n);
-      else memcpy(out + produced, split_.data() + step.raw_offset + raw_done_, n);
-      produced += n;
-      raw_done_ += n;
-      if (raw_done_ == step.raw_size) {
-        raw_done_ = 0;
-        step_++;
-      }
-      continue;
-    }
-    if (!file_.valid()) {
-      if (Failure f = OpenFile(step)) return f;
-    }
-    if (segment_ < step.segments.size()) {
-      const SparseSegment& seg = step.segments[segment_];
-      uint64_t want = std::min<uint64_t>(max - produced, seg.length - done_in_segment_);
-      ssize_t n = want == 0 ? 0
-                            : pread(file_.get(), out + produced, want,
-                                    static_cast<off_t>(seg.offset + done_in_segment_));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Fail(errno, "pread", step.path);
-      if (n == 0 && want > 0) return Changed(step.path, "is shorter than recorded");
-      checksum_.Update(reinterpret_cast<const uint8_t*>(out + produced), static_cast<size_t>(n));
-      produced += static_cast<size_t>(n);
-      done_in_segment_ += static_cast<uint64_t>(n);
-      if (done_in_segment_ == seg.length) {
-        segment_++;
-        done_in_segment_ = 0;
-      }
-      continue;
-    }
-    if (checksum_.Final() != step.checksum) return Changed(step.path, "has different content");
-    file_ = Fd();
-    segment_ = 0;
-    done_in_segment_ = 0;
-    step_++;
+size_t TarExporter::StepAt(uint64_t offset) const {
+  // The first step starting at or after `offset`, unless the one before runs past it.
+  auto first = std::lower_bound(steps_.begin(), steps_.end(), offset,
+                                [](const Step& s, uint64_t off) { return s.start < off; });
+  size_t i = static_cast<size_t>(first - steps_.begin());
+  if (i > 0 && steps_[i - 1].start + steps_[i - 1].size > offset) i--;
+  return i;
+}
+
+Failure TarExporter::EmitStep(const Step& step, uint64_t from, uint64_t n, char* out, Sha256* hash,
+                              ExportProblem& problem) const {
+  if (step.raw) {
+    if (step.zeros) memset(out, 0, n);
+    else memcpy(out, split_.data() + step.raw_offset + from, n);
+    if (hash) hash->Update(reinterpret_cast<const uint8_t*>(out), n);
+    return Ok();
+  }
+  Fd file;
+  if (Failure f = OpenFile(step, file, problem)) return f;
+  bool whole = from == 0 && n == step.size;
+  ContentChecksum checksum(checksum_version_);
+  Failure f = ReadContent(file.get(), step.path, step.segments, from, n, out, true, problem,
+                          [&](const uint8_t* data, size_t size) {
+                            if (whole) checksum.Update(data, size);
+                            if (hash) hash->Update(data, size);
+                          });
+  if (f) return f;
+  if (whole && checksum.Final() != step.checksum) return Changed(problem, step.path, "has different content");
+  return Ok();
+}
+
+Failure TarExporter::ReadRange(uint64_t offset, size_t length, char* out, Sha256* hash,
+                               ExportProblem& problem) const {
+  if (offset > size_ || length > size_ - offset) return Fail(EINVAL, "export", "range beyond the tar");
+  uint64_t end = offset + length;
+  for (size_t i = StepAt(offset); i < steps_.size(); i++) {
+    const Step& step = steps_[i];
+    // A step starting at `end` is the next range's, unless the tar ends there.
+    if (step.start > end || (step.start == end && (end < size_ || step.size > 0))) break;
+    uint64_t from = offset > step.start ? offset - step.start : 0;
+    uint64_t n = std::min(step.size - from, end - (step.start + from));
+    if (Failure f = EmitStep(step, from, n, out, hash, problem)) return f;
+    out += n;
+  }
+  return Ok();
+}
+
+Failure TarExporter::CheckRange(uint64_t offset, size_t length, ExportProblem& problem) const {
+  if (offset > size_ || length > size_ - offset) return Fail(EINVAL, "export", "range beyond the tar");
+  uint64_t end = offset + length;
+  std::vector<char> buf(kPiece);
+  for (size_t i = StepAt(offset); i < steps_.size() && steps_[i].start < end; i++) {
+    const Step& step = steps_[i];
+    if (step.raw) continue;
+    Fd file;
+    if (Failure f = OpenFile(step, file, problem)) return f;
+    ContentChecksum checksum(checksum_version_);
+    Failure f = ReadContent(file.get(), step.path, step.segments, 0, step.size, buf.data(), false, problem,
+                            [&](const uint8_t* data, size_t size) { checksum.Update(data, size); });
+    if (f) return f;
+    if (checksum.Final() != step.checksum) return Changed(problem, step.path, "has different content");
   }
   return Ok();
 }

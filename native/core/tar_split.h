@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "result.h"
+#include "sha256.h"
 
 namespace strata {
 
@@ -102,20 +103,27 @@ struct ExportProblem {
   std::string entry;
 };
 
-// Replays a serialized tar-split against a directory, chunk by chunk.
+// Replays a serialized tar-split against a directory. Any range of the tar
+// can be rebuilt on its own, and several ranges at once on different threads:
+// an export reads its segments in parallel, each hashed as it is read.
 class TarExporter {
  public:
   // Parses and validates `split`; `root` is the layer directory.
-  Failure Open(const std::string& root, const std::string& split);
-  // Fills `out` with up to `max` bytes of the tar, setting `produced`; fewer
-  // than `max` (or 0) only at the end.
-  Failure Read(char* out, size_t max, size_t& produced);
-  // Releases every fd now (see TarApplier::Close).
-  void Close() {
-    file_ = Fd();
-    root_ = Fd();
-  }
-  const ExportProblem& problem() const { return problem_; }
+  Failure Open(const std::string& root, const std::string& split, ExportProblem& problem);
+  // Bytes of the whole tar.
+  uint64_t size() const { return size_; }
+  // Writes bytes [offset, offset + length) of the tar (within size()) to
+  // `out`, feeding them to `hash` (if not null) as they are read. A file
+  // wholly inside the range has its content checksum checked; one cut by the
+  // range's ends, only its size (the caller's SHA-256 covers the rest; see
+  // CheckRange). Safe to call from several threads at once, not with Close.
+  Failure ReadRange(uint64_t offset, size_t length, char* out, Sha256* hash,
+                    ExportProblem& problem) const;
+  // Checks the content checksum of every file with content in the range, to
+  // name the one that changed when a range's SHA-256 did not match.
+  Failure CheckRange(uint64_t offset, size_t length, ExportProblem& problem) const;
+  // Releases the root fd now (see TarApplier::Close).
+  void Close() { root_ = Fd(); }
 
  private:
   struct Step {
@@ -125,23 +133,22 @@ class TarExporter {
     std::string path;
     std::vector<SparseSegment> segments;
     uint64_t checksum;
+    uint64_t start;  // offset of its first byte in the tar
+    uint64_t size;   // bytes it emits
   };
-  Failure Changed(const std::string& path, const std::string& why);
-  Failure Corrupt(const std::string& why);
-  Failure OpenFile(const Step& step);
+  Failure OpenFile(const Step& step, Fd& file, ExportProblem& problem) const;
+  // Emits `step`'s bytes [from, from + n) to `out` (and `hash`), checking the
+  // content checksum when that is the whole step.
+  Failure EmitStep(const Step& step, uint64_t from, uint64_t n, char* out, Sha256* hash,
+                   ExportProblem& problem) const;
+  // The index of the step holding tar byte `offset`.
+  size_t StepAt(uint64_t offset) const;
 
   Fd root_;
   std::string split_;
   std::vector<Step> steps_;
-  size_t step_ = 0;
-  // Progress inside the current step.
-  size_t segment_ = 0;
-  uint64_t done_in_segment_ = 0;
-  size_t raw_done_ = 0;
-  Fd file_;
+  uint64_t size_ = 0;
   int checksum_version_ = ContentChecksum::kCurrentVersion;  // from the magic
-  ContentChecksum checksum_;
-  ExportProblem problem_;
 };
 
 }  // namespace strata

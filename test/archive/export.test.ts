@@ -1,7 +1,7 @@
 // exportLayerArchive: errors naming the file when the directory changed, and
 // checks of its arguments and of the tar-split.
 import { expect } from 'chai';
-import { rmSync, truncateSync, unlinkSync, writeFileSync, symlinkSync } from 'node:fs';
+import { closeSync, openSync, rmSync, truncateSync, unlinkSync, writeFileSync, writeSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
@@ -108,6 +108,91 @@ describe('exportLayerArchive', function () {
       deflateRawSync(Buffer.concat([Buffer.from('STSPLIT1'), Buffer.from([9, 0])])),
     ];
     for (const split of cases) await exportFails(dir, split, result.diffId, 'ERR_ARCHIVE_SPLIT_CORRUPT');
+  });
+
+  describe('with the SHA-256 checkpoints recorded at import', function () {
+    const MiB = 1 << 20;
+    const pattern = (n: number, seed: number) => {
+      const out = Buffer.alloc(n);
+      for (let i = 0; i < n; i += 4) out.writeUInt32LE((Math.imul(i + 1, 2654435761) ^ seed) >>> 0, i);
+      return out;
+    };
+
+    async function appliedLarge(sizes: number[]) {
+      const dir = scratchDir(cleanups);
+      const tar = buildTar(sizes.map((size, i) => ({ name: `f${i}`, data: pattern(size, i) })));
+      return { dir, tar, result: await applyBuffer(tar, dir) };
+    }
+
+    it('records the state after every 4 MiB inside the stream, and rebuilds the tar with or without them', async function () {
+      const { dir, tar, result } = await appliedLarge([4.5 * MiB, 4.5 * MiB, 4.5 * MiB]);
+      expect(result.checkpoints.readUInt32LE(0)).to.equal(4 * MiB);
+      expect((result.checkpoints.length - 4) / 32).to.equal(Math.ceil(tar.length / (4 * MiB)) - 1);
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId, result.checkpoints)).to.deep.equal(tar);
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId)).to.deep.equal(tar);
+    });
+
+    it('records the same checkpoints when the applier hashes (index mode, a commit in place)', async function () {
+      const { dir, tar, result } = await appliedLarge([4.5 * MiB, 4.5 * MiB]);
+      const indexed = await applyBuffer(tar, dir, { whiteouts: 'index' });
+      expect(indexed.diffId).to.equal(result.diffId);
+      expect(indexed.checkpoints).to.deep.equal(result.checkpoints);
+    });
+
+    it('handles a tar that ends exactly at a checkpoint interval, and one within the first', async function () {
+      // Header, data and two end blocks: 8 MiB in all.
+      const exact = await appliedLarge([8 * MiB - 3 * 512]);
+      expect(exact.tar.length).to.equal(8 * MiB);
+      expect((exact.result.checkpoints.length - 4) / 32).to.equal(1);
+      expect(await exportBuffer(exact.dir, exact.result.tarSplit, exact.result.diffId, exact.result.checkpoints)).to.deep.equal(exact.tar);
+      const { dir, tar, result } = await applied();
+      expect(result.checkpoints.length).to.equal(4);
+      expect(await exportBuffer(dir, result.tarSplit, result.diffId, result.checkpoints)).to.deep.equal(tar);
+    });
+
+    it('stops at the first segment whose hash does not reach the next checkpoint, before handing it on', async function () {
+      const { dir, result } = await appliedLarge([4.5 * MiB, 4.5 * MiB, 4.5 * MiB]);
+      const tampered = Buffer.from(result.checkpoints);
+      tampered[4 + 32 + 5]! ^= 1; // the state at 8 MiB
+      let received = 0;
+      const error = await (async () => {
+        for await (const chunk of exportLayerArchive(dir, result.tarSplit, result.diffId, tampered)) received += (chunk as Buffer).length;
+      })().then(
+        () => expect.fail('the export succeeded'),
+        (e: unknown) => e as Error,
+      );
+      expect(error).to.include({ code: 'ERR_LAYER_CONTENT_CHANGED' });
+      expect(error.message).to.equal(
+        `rebuilt layer tar differs from the imported tar between bytes ${4 * MiB} and ${8 * MiB}: the layer directory or its tar-split changed`,
+      );
+      expect(received).to.equal(4 * MiB);
+    });
+
+    it('names a changed file that spans segments, with or without checkpoints', async function () {
+      const { dir, result } = await appliedLarge([4.5 * MiB, 4.5 * MiB, 4.5 * MiB]);
+      const fd = openSync(join(dir, 'f1'), 'r+');
+      writeSync(fd, Buffer.from('changed'), 0, 7, 2 * MiB);
+      closeSync(fd);
+      for (const checkpoints of [result.checkpoints, undefined]) {
+        const error = await exportBuffer(dir, result.tarSplit, result.diffId, checkpoints).then(
+          () => expect.fail('the export succeeded'),
+          (e: unknown) => e as Error,
+        );
+        expect(error).to.include({ code: 'ERR_LAYER_CONTENT_CHANGED', entry: 'f1' });
+        expect(error.message).to.equal("layer content changed on disk: 'f1' has different content");
+      }
+    });
+
+    it('still checks the whole stream against the DiffID, and hashes in sequence with unreadable checkpoints', async function () {
+      const { dir, tar, result } = await appliedLarge([4.5 * MiB, 4.5 * MiB]);
+      await exportBuffer(dir, result.tarSplit, `sha256:${'1'.repeat(64)}`, result.checkpoints).then(
+        () => expect.fail('the export succeeded'),
+        (e: unknown) => expect(e).to.include({ code: 'ERR_LAYER_CONTENT_CHANGED' }),
+      );
+      for (const garbage of [Buffer.alloc(3), Buffer.alloc(40), Buffer.from([1, 0, 0, 0]), Buffer.from([0, 0, 0, 8])]) {
+        expect(await exportBuffer(dir, result.tarSplit, result.diffId, garbage)).to.deep.equal(tar);
+      }
+    });
   });
 
   it('fails on a missing directory and checks its arguments', async function () {

@@ -1,7 +1,8 @@
 // The native tar applier and exporter directly: parser state across arbitrary
 // chunk boundaries, one call in flight, argument validation, errno errors.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { TarApplier, TarExporter } from '../../lib/native/archive.js';
@@ -35,14 +36,35 @@ describe('native tar applier and exporter', function () {
       expect(readFileSync(join(dir, 'pax/named/file'), 'utf8')).to.equal('pax data');
       expect(readFileSync(join(dir, `${'long/'.repeat(30)}name`), 'utf8')).to.equal('long');
       const exporter = new TarExporter(dir, stats.tarSplit);
-      const parts: Buffer[] = [];
-      for (let chunk = await exporter.read(size); chunk; chunk = await exporter.read(size)) {
-        expect(chunk.length).to.be.at.most(size);
-        parts.push(chunk);
-      }
-      expect(Buffer.concat(parts)).to.deep.equal(tar);
+      expect(exporter.size).to.equal(tar.length);
+      // Read in ranges of the same size, all at once.
+      const ranges: Array<Promise<Buffer>> = [];
+      for (let at = 0; at < exporter.size; at += size) ranges.push(exporter.read(at, Math.min(size, exporter.size - at)));
+      expect(Buffer.concat(await Promise.all(ranges))).to.deep.equal(tar);
     });
   }
+
+  it('hashes ranges as it reads them, and names a changed file cut by a range only when asked', async function () {
+    const dir = scratchDir(cleanups);
+    const applier = new TarApplier(dir, 'overlay');
+    await applier.write(tar);
+    const stats = await applier.finish();
+    const exporter = new TarExporter(dir, stats.tarSplit);
+    const whole = await exporter.readHashed(0, exporter.size, null, true);
+    expect(whole.bytes).to.deep.equal(tar);
+    expect(whole.hash.toString('hex')).to.equal(createHash('sha256').update(tar).digest('hex'));
+    const head = await exporter.readHashed(0, 1024, null, false);
+    const tail = await exporter.readHashed(1024, exporter.size - 1024, head.hash, true);
+    expect(tail.hash).to.deep.equal(whole.hash);
+
+    // dir/file's 3000 bytes start at 1024: the range [1024, 2048) cuts it.
+    writeFileSync(join(dir, 'dir/file'), 'y'.repeat(3000));
+    expect((await exporter.read(1024, 1024)).toString()).to.equal('y'.repeat(1024));
+    expect(await exporter.read(1024, 3072).catch((e: unknown) => e)).to.include({ code: 'ERR_LAYER_CONTENT_CHANGED', entry: 'dir/file' });
+    expect(await exporter.checkRange(1024, 1024).catch((e: unknown) => e)).to.include({ code: 'ERR_LAYER_CONTENT_CHANGED', entry: 'dir/file' });
+    await exporter.checkRange(0, 1024);
+    exporter.close();
+  });
 
   it('applies an array of chunks in order', async function () {
     const dir = scratchDir(cleanups);
@@ -102,13 +124,16 @@ describe('native tar applier and exporter', function () {
         ['string chunk', () => applier.write('abc' as unknown as Buffer)],
         ['array with a non-buffer', () => applier.write([Buffer.alloc(1), 'x' as unknown as Buffer])],
         ['non-buffer split', () => new native.TarExporter(dir, 'x' as unknown as Buffer)],
-        ['zero maxBytes', () => exporter.read(0)],
-        ['fractional maxBytes', () => exporter.read(1.5)],
-        ['huge maxBytes', () => exporter.read(2 ** 40)],
+        ['range beyond the tar', () => exporter.readRange(0, 1)],
+        ['offset beyond the tar', () => exporter.readRange(1, 0)],
+        ['fractional length', () => exporter.readRange(0, 1.5)],
+        ['negative offset', () => exporter.readRange(-1, 0)],
+        ['short state', () => exporter.readRange(0, 0, Buffer.alloc(31), true)],
+        ['state at the start', () => exporter.readRange(0, 0, Buffer.alloc(32), true)],
         ['called without new', () => (native.TarApplier as unknown as (d: string, m: string) => unknown)(dir, 'overlay')],
       ];
       for (const [what, call] of bad) expect(call, what).to.throw(TypeError);
-      expect(await exporter.read(10)).to.equal(null);
+      expect((await exporter.readRange(0, 0)).bytes.length).to.equal(0);
     });
   });
 });

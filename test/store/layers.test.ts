@@ -105,6 +105,16 @@ describe('layer store', function () {
     expect(sha256(exported)).to.equal(layer.diffId);
   });
 
+  it('records SHA-256 checkpoints, and exports a layer that has none (imported before them)', async function () {
+    const tar = archive('base', { big: 'z'.repeat(9_000_000), small: 's' });
+    const { layer } = await store.layers.import(createReadStream(tar));
+    const row = () => store.db.prepare('SELECT sha256_checkpoints FROM layers WHERE chain_id = ?').get(layer.chainId) as { sha256_checkpoints: Buffer | null };
+    expect((row().sha256_checkpoints!.length - 4) / 32).to.equal(2);
+    expect((await buffer(store.layers.export(layer.chainId))).equals(readFileSync(tar))).to.equal(true);
+    store.db.prepare('UPDATE layers SET sha256_checkpoints = NULL WHERE chain_id = ?').run(layer.chainId);
+    expect((await buffer(store.layers.export(layer.chainId))).equals(readFileSync(tar))).to.equal(true);
+  });
+
   it('rejects a DiffID mismatch and registers nothing', async function () {
     const tar = archive('base', { a: '1' });
     const wrong = sha256('something else');

@@ -108,9 +108,9 @@ export function applyBuffer(data: Buffer, dir: string, options: Partial<ApplyOpt
   return applyLayerArchive(chunked(data), dir, { whiteouts: 'overlay', ...options });
 }
 
-export async function exportBuffer(dir: string, tarSplit: Buffer, diffId: string): Promise<Buffer> {
+export async function exportBuffer(dir: string, tarSplit: Buffer, diffId: string, checkpoints?: Buffer): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const chunk of exportLayerArchive(dir, tarSplit, diffId)) parts.push(chunk as Buffer);
+  for await (const chunk of exportLayerArchive(dir, tarSplit, diffId, checkpoints)) parts.push(chunk as Buffer);
   return Buffer.concat(parts);
 }
 
