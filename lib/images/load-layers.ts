@@ -1,11 +1,10 @@
 // The layers of one image being loaded, registered in order: each becomes
 // visible only once its data is on disk and its parent is registered. With a
 // driver that stacks layers (overlay2), a layer's directory does not need its
-// parent's files, so the next layer is applied as soon as this one has read
-// all its bytes: what remains of this one is mostly the wait for its
-// writeback (the applier's syncfs), which is then off the load's critical
-// path. With the other drivers a layer starts from a copy of its parent,
-// once that is registered: one layer at a time.
+// parent's files, so the next layer begins while this one is still being
+// applied: this one's wait for its writeback (the applier's syncfs) is then
+// off the load's critical path. With the other drivers a layer starts from a
+// copy of its parent, once that is registered: one layer at a time.
 import { createHash } from 'node:crypto';
 
 import { transaction } from '../store/database.js';
@@ -16,6 +15,15 @@ import { invalidImage } from './config.js';
 import type { LoadEvents } from './load.js';
 import type { ImagePlan, LayerSource } from './plan.js';
 import type { TarIndex } from './tar-index.js';
+
+/**
+ * How far into a layer's bytes the next one begins, with a stacking driver.
+ * Two layers are then applied at once for a while, which keeps two cores
+ * busy (the JS thread hashes one while the pool writes the other). On 2
+ * cores a 5-layer, 400 MB load took 7% longer beginning at the end of the
+ * bytes, and about as much longer beginning at once (all layers together).
+ */
+const NEXT_LAYER_AT = 0.5;
 
 /** A layer the load found present (and holds), or one it is staging. */
 type Begun = { hold: number } | { staging: Promise<StagedLayer> };
@@ -52,7 +60,7 @@ export async function importLayers(store: Store, archive: TarIndex, plan: ImageP
       }
       const staging = stageLayer(store, archive, source, chainIds[i - 1] ?? null, diffIds[i]!, failed.signal, (bytes) => {
         if (i === current) events.progress?.(diffIds[i]!, bytes, source.member.size);
-        if (bytes >= source.member.size) next();
+        if (bytes >= source.member.size * NEXT_LAYER_AT) next();
       });
       staging.then(next, () => {}); // an empty layer reports no bytes; a failed one is awaited in its turn, or on failure
       return { staging };
