@@ -4,7 +4,7 @@
 // is imported. Layers are imported as the image's own (not explicit); the
 // load holds a reference on each until the image row takes over the top one,
 // so a failure part-way releases them and leaves nothing new registered.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 
 import { transaction } from '../store/database.js';
-import { chainId as computeChainId, type Digest } from '../store/digest.js';
+import type { Digest } from '../store/digest.js';
 import type { Image } from '../store/images.js';
 import type { Layer } from '../store/layers.js';
 import { beginStaging, discardStaged } from '../store/staging.js';
@@ -21,11 +21,12 @@ import type { Store } from '../store/store.js';
 import { invalidImage } from './config.js';
 import { readDockerArchive } from './docker-archive.js';
 import { readOciLayout } from './oci-layout.js';
-import type { ImagePlan, LayerSource } from './plan.js';
+import { importLayers } from './load-layers.js';
+import type { ImagePlan } from './plan.js';
 import { TarIndex } from './tar-index.js';
 
 export interface LoadEvents {
-  /** A layer is about to be read, or was found already present. */
+  /** The load turns to the next layer (possibly read in part already, see load-layers.ts), or found it present. */
   layer?(diffId: Digest, size: number, existed: boolean): void;
   /** Bytes of the current layer read so far. */
   progress?(diffId: Digest, bytesRead: number, size: number): void;
@@ -104,20 +105,7 @@ async function loadImage(store: Store, archive: TarIndex, plan: ImagePlan, event
   const held: number[] = [];
   const release = (): Layer[] => held.flatMap((hold) => store.layers.releaseHoldInTransaction(hold));
   try {
-    let parent: Digest | null = null;
-    for (const [i, source] of plan.layers.entries()) {
-      const diffId = plan.config.rootfs.diff_ids[i]!;
-      const chainId = computeChainId(parent, diffId);
-      const existed = store.layers.get(chainId) !== undefined;
-      events.layer?.(diffId, source.member.size, existed);
-      const imported = existed ? undefined : await importLayer(store, archive, source, parent, diffId, events);
-      held.push(imported?.hold ?? transaction(store.db, () => store.layers.holdInTransaction(chainId)));
-      const blobDigest = imported?.blobDigest;
-      if (source.blobDigest && blobDigest && blobDigest !== source.blobDigest) {
-        throw invalidImage(`layer blob ${source.path} has digest ${blobDigest}, not the one its name gives`);
-      }
-      parent = chainId;
-    }
+    await importLayers(store, archive, plan, held, events);
     const { image, doomed } = transaction(store.db, () => {
       const added = store.images.addInTransaction(plan.configBytes, { tags: plan.tags, ...(plan.manifest && { manifest: plan.manifest }) });
       return { image: added.image, doomed: release() };
@@ -129,31 +117,4 @@ async function loadImage(store: Store, archive: TarIndex, plan: ImagePlan, event
     await store.layers.purge(doomed);
     throw error;
   }
-}
-
-/** Imports one layer, holding it; returns the hold and the sha256 of the bytes read from the archive. */
-async function importLayer(
-  store: Store,
-  archive: TarIndex,
-  source: LayerSource,
-  parent: Digest | null,
-  diffId: Digest,
-  events: LoadEvents,
-): Promise<{ blobDigest: Digest; hold: number }> {
-  // An uncompressed blob named by its DiffID is proven by the DiffID check: hash only the others.
-  const hash = source.blobDigest && source.blobDigest !== diffId ? createHash('sha256') : undefined;
-  async function* hashed(): AsyncGenerator<Buffer> {
-    for await (const chunk of archive.stream(source.member)) {
-      hash!.update(chunk as Buffer);
-      yield chunk as Buffer;
-    }
-  }
-  const { hold } = await store.layers.import(hash ? hashed() : archive.range(source.member), {
-    parent,
-    expectedDiffId: diffId,
-    explicit: false,
-    hold: true,
-    onProgress: (bytes) => events.progress?.(diffId, bytes, source.member.size),
-  });
-  return { blobDigest: hash ? `sha256:${hash.digest('hex')}` : diffId, hold: hold! };
 }

@@ -55,6 +55,14 @@ export interface ImportResult {
   hold?: number;
 }
 
+/** A layer applied into its own directory but not registered: see LayerStore.stage. */
+export interface StagedLayer {
+  cacheId: string;
+  parent: Digest | null;
+  diffId: Digest;
+  applied: ApplyResult;
+}
+
 interface LayerRow {
   chain_id: Digest;
   diff_id: Digest;
@@ -134,30 +142,78 @@ export class LayerStore {
       });
       if (existing) return existing;
     }
+    const staged = await this.stage(input, parent?.chainId ?? null, options);
+    try {
+      return { ...(await this.registerStaged(staged, options)), compression: staged.applied.compression };
+    } catch (error) {
+      await this.discardStagedLayer(staged);
+      throw error;
+    }
+  }
 
+  /**
+   * Whether the driver makes a layer's directory without its parent's files
+   * (overlay2 stacks layers when it mounts them; the others start a layer
+   * from a copy or snapshot of its parent): such a layer can be staged while
+   * its parent is still being applied.
+   */
+  get stacksLayers(): boolean {
+    return this.driver.whiteouts === 'overlay';
+  }
+
+  /**
+   * The first half of import: applies the tar into a new directory, recorded
+   * as staged, whose data is on disk once this resolves. Nothing is
+   * registered: pass the result to registerStaged once the parent is
+   * registered, or to discardStagedLayer (the next open removes it if this
+   * process dies). On failure (or abort) nothing is left behind. Unless the
+   * driver stacks layers, `parent` must be registered already: its files are
+   * copied.
+   */
+  async stage(
+    input: LayerInput,
+    parent: Digest | null,
+    options: Pick<ImportOptions, 'expectedDiffId' | 'onProgress'> & { signal?: AbortSignal } = {},
+  ): Promise<StagedLayer> {
+    const parentCacheId = parent && !this.stacksLayers ? this.requireLayer(parent, 'parent layer').cacheId : null;
     const cacheId = randomBytes(32).toString('hex');
     const path = this.driver.layerPath(cacheId);
     beginStaging(this.db, path);
     try {
-      const dir = await this.driver.createLayer(cacheId, parent?.cacheId ?? null);
+      const dir = await this.driver.createLayer(cacheId, parentCacheId);
       const applied = await applyLayerArchive(input, dir, {
         whiteouts: this.driver.whiteouts,
         ...(options.expectedDiffId && { expectedDiffId: options.expectedDiffId }),
         ...(options.onProgress && { onProgress: options.onProgress }),
+        ...(options.signal && { signal: options.signal }),
       });
-      const diffId = parseDigest(applied.diffId, 'DiffID');
-      const registered = transaction(this.db, () => {
-        const result = this.register(cacheId, parent?.chainId ?? null, diffId, applied, options.explicit ?? false);
-        return options.hold ? { ...result, hold: this.holdInTransaction(result.layer.chainId) } : result;
-      });
-      if (registered.existed) await discardStaged(this.db, path, (p) => this.driver.removePath(p));
-      return { ...registered, compression: applied.compression };
+      return { cacheId, parent, diffId: parseDigest(applied.diffId, 'DiffID'), applied };
     } catch (error) {
       // Asked before the discard, which frees what the failed write used.
       const reason = (await this.driver.explainFailure?.(error)) ?? error;
       await discardStaged(this.db, path, (p) => this.driver.removePath(p));
       throw reason;
     }
+  }
+
+  /**
+   * Registers a staged layer on its parent, which must be registered by now;
+   * the same layer registered meanwhile is used instead, and the staged
+   * directory removed. If this throws, the staged layer is still the
+   * caller's to discard.
+   */
+  async registerStaged(staged: StagedLayer, options: Pick<ImportOptions, 'explicit' | 'hold'> = {}): Promise<ImportResult> {
+    const registered = transaction(this.db, () => {
+      const result = this.register(staged.cacheId, staged.parent, staged.diffId, staged.applied, options.explicit ?? false);
+      return options.hold ? { ...result, hold: this.holdInTransaction(result.layer.chainId) } : result;
+    });
+    if (registered.existed) await this.discardStagedLayer(staged);
+    return registered;
+  }
+
+  /** Removes a staged layer that is not to be registered. */
+  async discardStagedLayer(staged: StagedLayer): Promise<void> {
+    await discardStaged(this.db, this.driver.layerPath(staged.cacheId), (p) => this.driver.removePath(p));
   }
 
   /** Streams the layer as the exact tar it was imported from: sha256 of the stream is its DiffID. */

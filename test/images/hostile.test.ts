@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 
 import { Store } from '../../lib/store/store.js';
 import { strata } from '../support/cli.js';
@@ -29,23 +30,29 @@ describe('strata load with broken and hostile archives', function () {
   const top = layer({ 'etc/top': 'top\n' });
   const wrongTop = { tar: top.tar, diffId: sha256(Buffer.from('something else')) };
 
-  async function expectRejected(name: string, archive: Buffer, message: RegExp): Promise<void> {
+  /** Where each driver keeps its layers, as the store lays them out. */
+  const layerHome = { overlay2: 'overlay2', vfs: 'vfs/dir' };
+
+  async function expectRejected(name: string, archive: Buffer, message: RegExp, driver: keyof typeof layerHome = 'overlay2'): Promise<void> {
     const file = join(work, `${name}.tar`);
     writeFileSync(file, archive);
-    const result = strata(['--root', root, 'load', '-q', '-i', file]);
+    const result = strata(['--root', root, '--storage-driver', driver, 'load', '-q', '-i', file]);
     expect(result.code, name).to.equal(1);
     expect(result.stderr, name).to.match(message);
     expect(result.stderr.trimEnd().split('\n'), name).to.have.length(1);
     expect(result.stdout, name).to.equal('');
+    // Looked at before an open, which would remove what the load left staged.
+    const home = join(root, layerHome[driver]);
+    expect(existsSync(home) ? readdirSync(home).filter((n) => n !== 'l') : [], `${name}: layer dirs`).to.deep.equal([]);
+    expect(existsSync(join(root, 'tmp')) ? readdirSync(join(root, 'tmp')) : [], `${name}: spool files`).to.deep.equal([]);
     const store = await Store.open({ root });
     try {
+      expect(store.recovered, `${name}: left for the next open to repair`).to.deep.equal([]);
       expect(store.images.list(), `${name}: images`).to.deep.equal([]);
       expect(store.layers.list(), `${name}: layers`).to.deep.equal([]);
     } finally {
       store.close();
     }
-    expect(readdirSync(join(root, 'overlay2')).filter((n) => n !== 'l'), `${name}: layer dirs`).to.deep.equal([]);
-    expect(existsSync(join(root, 'tmp')) ? readdirSync(join(root, 'tmp')) : [], `${name}: spool files`).to.deep.equal([]);
   }
 
   it('rejects manifest paths that escape the archive', async function () {
@@ -78,6 +85,38 @@ describe('strata load with broken and hostile archives', function () {
     await expectRejected('config-name', dockerArchive([base], { configBytes, configPath: `${'a'.repeat(64)}.json` }), /config a{64}\.json has digest .* not the one its name gives/);
     const oci = ociLayout([{ blob: base.tar, diffId: base.diffId }], { corrupt: base.diffId });
     await expectRejected('oci-blob', oci, /invalid DiffID|layer tar has digest|has digest/);
+  });
+
+  it('rejects a bad layer among several, leaving none of the layers applied beside or before it', async function () {
+    // overlay2 applies the next layer while one is synced and registered; vfs copies the parent, one layer at a time.
+    const layers = [0, 1, 2, 3].map((i) => layer({ [`layer${i}/file`]: `${i}\n`.repeat(1000) }));
+    for (const driver of ['overlay2', 'vfs'] as const) {
+      for (const bad of [0, 1, 3]) {
+        const broken = layers.map((l, i) => (i === bad ? { tar: l.tar, diffId: sha256(Buffer.from(`not layer ${i}`)) } : l));
+        await expectRejected(`${driver}-bad-${bad}`, dockerArchive(broken), /layer tar has digest sha256:[0-9a-f]{64}, expected sha256:/, driver);
+      }
+      // A bad layer after one already present: the present one is kept, nothing else is.
+      const store = await Store.open({ root, driver });
+      try {
+        await store.layers.import(Readable.from([layers[0]!.tar]), { explicit: true });
+      } finally {
+        store.close();
+      }
+      const broken = layers.map((l, i) => (i === 2 ? { tar: l.tar, diffId: sha256(Buffer.from('not layer 2')) } : l));
+      const file = join(work, `${driver}-after-present.tar`);
+      writeFileSync(file, dockerArchive(broken));
+      expect(strata(['--root', root, '--storage-driver', driver, 'load', '-q', '-i', file]).stderr).to.match(/layer tar has digest/);
+      const after = await Store.open({ root, driver });
+      try {
+        expect(after.layers.list().map((l) => l.chainId)).to.deep.equal([layers[0]!.diffId]);
+        expect(readdirSync(join(root, layerHome[driver])).filter((n) => n !== 'l')).to.have.length(1);
+        expect(after.layers.get(layers[0]!.diffId as `sha256:${string}`)!.refs).to.equal(1);
+        await after.layers.remove(layers[0]!.diffId as `sha256:${string}`);
+      } finally {
+        after.close();
+      }
+      root = await tmpfsDir(cleanups); // the next driver on a fresh root: a store keeps its first driver
+    }
   });
 
   it('rejects truncated archives and ones that are not tar files', async function () {

@@ -136,6 +136,38 @@ describe('layer store', function () {
     expect(store.db.prepare('SELECT count(*) AS n FROM staging').get()).to.deep.equal({ n: 0 });
   });
 
+  it('stages a child on overlay2 before its parent is registered, and registers it only on a registered parent', async function () {
+    expect(store.layers.stacksLayers).to.equal(true);
+    const baseTar = archive('base', { a: '1' });
+    const childTar = archive('child', { b: '2' });
+    const baseDiff = fileDigest(baseTar);
+    const child = await store.layers.stage(createReadStream(childTar), baseDiff);
+    const base = await store.layers.stage(createReadStream(baseTar), null);
+    expect(store.layers.list()).to.deep.equal([]);
+    // Staged, so the next open would remove both if this process died.
+    expect(store.db.prepare('SELECT count(*) AS n FROM staging').get()).to.deep.equal({ n: 2 });
+    const early = await store.layers.registerStaged(child).catch((e: unknown) => e);
+    expect((early as { code?: string }).code).to.equal('ERR_LAYER_UNKNOWN');
+    expect(store.layers.list()).to.deep.equal([]);
+
+    await store.layers.registerStaged(base, { explicit: true });
+    const { layer, hold } = await store.layers.registerStaged(child, { hold: true });
+    expect(layer.chainId).to.equal(chainId(baseDiff, fileDigest(childTar)));
+    expect(layer.parent).to.equal(baseDiff);
+    expect(hold).to.be.a('number');
+    expect(readFileSync(join(root, 'overlay2', layer.cacheId, 'diff', 'b'), 'utf8')).to.equal('2');
+    expect(store.db.prepare('SELECT count(*) AS n FROM staging').get()).to.deep.equal({ n: 0 });
+
+    // The same layer staged again is discarded when registered: the first copy stays.
+    const again = await store.layers.stage(createReadStream(childTar), baseDiff);
+    expect((await store.layers.registerStaged(again)).existed).to.equal(true);
+    expect(layerDirs()).to.have.length(2);
+    const unused = await store.layers.stage(createReadStream(archive('unused', { c: '3' })), null);
+    await store.layers.discardStagedLayer(unused);
+    expect(layerDirs()).to.have.length(2);
+    expect(store.db.prepare('SELECT count(*) AS n FROM staging').get()).to.deep.equal({ n: 0 });
+  });
+
   it('refuses to remove a layer in use, then frees each layer once unused', async function () {
     const base = await store.layers.import(createReadStream(archive('base', { a: '1' })), { explicit: true });
     const child = await store.layers.import(createReadStream(archive('child', { b: '2' })), {

@@ -13,8 +13,10 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
 import { importRootfs } from '../../lib/images/import.js';
+import { loadImages } from '../../lib/images/load.js';
 import { Store } from '../../lib/store/store.js';
-import { buildTar } from './tar-builder.js';
+import { dockerArchive } from '../images/archives.js';
+import { buildTar, sha256 } from './tar-builder.js';
 
 export type WorkerKind =
   | 'import'
@@ -27,6 +29,7 @@ export type WorkerKind =
   | 'mount-shared'
   | 'unmount-shared'
   | 'commit-shared'
+  | 'load'
   | 'mixed';
 
 type Objects = { layers?: string[]; images?: string[]; containers?: string[]; volumes?: string[] };
@@ -140,6 +143,23 @@ const imageSteps = {
   },
 } satisfies Record<string, () => Promise<void>>;
 
+/** A docker-archive load of layers no other call has made: the next layer is applied while one is synced and registered. */
+const loadSteps = {
+  async load() {
+    const layers = [0, 1, 2].map((i) => {
+      const tar = buildTar([
+        { name: `layer${i}/`, type: '5' },
+        { name: `layer${i}/data`, data: randomBytes(1 << 20) },
+        ...Array.from({ length: 50 }, (_, f) => ({ name: `layer${i}/small-${f}`, data: randomBytes(512) })),
+      ]);
+      return { tar, diffId: sha256(tar) };
+    });
+    const archive = dockerArchive(layers, { tags: [`crash/load-${randomBytes(4).toString('hex')}:1`] });
+    const { image } = (await loadImages(store, Readable.from([archive])))[0]!;
+    report({ op: 'load', present: { images: [image.id], layers: [image.topLayer!] } });
+  },
+} satisfies Record<string, () => Promise<void>>;
+
 /** Mounts, unmounts and commits of one container, named "shared", made before the workers start. */
 const sharedContainerSteps = {
   async 'mount-shared'() {
@@ -156,7 +176,7 @@ const sharedContainerSteps = {
   },
 } satisfies Record<string, () => Promise<void>>;
 
-const all: Record<string, () => Promise<void>> = { ...steps, ...imageSteps, ...sharedContainerSteps };
+const all: Record<string, () => Promise<void>> = { ...steps, ...imageSteps, ...sharedContainerSteps, ...loadSteps };
 await once(process.stdin.resume(), 'end');
 for (let round = 0; rounds === undefined || round < Number(rounds); round++) {
   const step = all[kind === 'mixed' ? kinds[round % kinds.length]! : kind]!;

@@ -1,6 +1,6 @@
 // Crash injection: a worker process is killed with SIGKILL at a random moment
-// during imports, commits, removals, volume creates and volume removals,
-// hundreds of times. After each kill the store is opened (which repairs what
+// during imports, commits, removals, volume creates and removals, and image
+// loads, hundreds of times. After each kill the store is opened (which repairs what
 // the kill left) and checked: fsck finds nothing, everything the worker
 // reported done is as it said, and no mount or loop device is left.
 import { expect } from 'chai';
@@ -13,7 +13,7 @@ import { bundleScript } from '../support/bundle.js';
 import { inVm } from '../support/vm.js';
 import { Ledger, loopsBacking, startWorker } from '../support/workers.js';
 
-const KINDS: WorkerKind[] = ['import', 'commit', 'remove', 'volume-create', 'volume-remove'];
+const KINDS: WorkerKind[] = ['import', 'commit', 'remove', 'volume-create', 'volume-remove', 'load'];
 /** 250 kills on the host; the slow 6.1 guest, there for its kernel, repeats a sample of them. */
 const KILLS_PER_KIND = inVm ? 8 : 50;
 /** Kills land up to this long after the worker has the store open: most during an operation, some between two. */
