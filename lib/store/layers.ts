@@ -3,7 +3,7 @@
 // the change that alters them.
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 
 import { applyLayerArchive, type ApplyResult, type LayerInput } from '../archive/apply.js';
 import { exportLayerArchive } from '../archive/export.js';
@@ -12,6 +12,16 @@ import { transaction, type Db } from './database.js';
 import { chainId as computeChainId, isDigest, parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import { beginStaging, discardStaged, endStaging, ownStart } from './staging.js';
+
+
+/**
+ * A stored tar-split, raw-deflated as the applier hands it out. Rows written
+ * before held it gzipped once more; a raw deflate stream never starts with
+ * gzip's 0x1f (its first block would have the reserved type 3).
+ */
+function storedSplit(column: Buffer): Buffer {
+  return column[0] === 0x1f && column[1] === 0x8b ? gunzipSync(column) : column;
+}
 
 export interface Layer {
   chainId: Digest;
@@ -223,7 +233,7 @@ export class LayerStore {
       tar_split: Buffer;
       sha256_checkpoints: Buffer | null;
     };
-    return exportLayerArchive(this.driver.layerDir(layer.cacheId), gunzipSync(row.tar_split), layer.diffId, row.sha256_checkpoints);
+    return exportLayerArchive(this.driver.layerDir(layer.cacheId), storedSplit(row.tar_split), layer.diffId, row.sha256_checkpoints);
   }
 
   /**
@@ -364,7 +374,7 @@ export class LayerStore {
           applied.tarSize,
           applied.contentSize,
           applied.entries,
-          gzipSync(applied.tarSplit),
+          applied.tarSplit,
           applied.checkpoints,
           explicit ? 1 : 0,
           explicit ? 1 : 0,
