@@ -10,9 +10,45 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
+import { createRequire } from 'node:module';
+
 import { build } from 'esbuild';
 
 const bundle = 'dist/cli/strata-bundle.cjs';
+
+// Built-in modules that a command loads when it first uses them rather than
+// at start-up: each command needs a few (a no-change build none of
+// child_process, zlib, streams...), and loading them all costs a start-up
+// several milliseconds. The bundle imports them from a stand-in whose
+// exports are getters that load the module on first use. Code that runs at
+// start-up and uses one (a class extending Transform) loads it then, as before.
+const lazyBuiltins = [
+  'node:child_process',
+  'node:crypto',
+  'node:fs/promises',
+  'node:os',
+  'node:readline/promises',
+  'node:stream',
+  'node:stream/promises',
+  'node:timers/promises',
+  'node:zlib',
+];
+const require = createRequire(import.meta.url);
+const lazyBuiltinsPlugin = {
+  name: 'lazy-builtins',
+  setup(build) {
+    build.onResolve({ filter: /^node:/ }, (args) =>
+      lazyBuiltins.includes(args.path) && args.namespace !== 'lazy-builtin' ? { path: args.path, namespace: 'lazy-builtin' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      loader: 'js',
+      contents: `let loaded;
+const load = () => (loaded ??= require(${JSON.stringify(args.path)}));
+for (const key of ${JSON.stringify(Object.keys(require(args.path)))}) Object.defineProperty(module.exports, key, { enumerable: true, get: () => load()[key] });
+`,
+    }));
+  },
+};
 const result = await build({
   entryPoints: ['dist/cli/main.js'],
   bundle: true,
@@ -22,6 +58,7 @@ const result = await build({
   target: 'node20',
   external: ['better-sqlite3', 'node-gyp-build'],
   logLevel: 'warning',
+  plugins: [lazyBuiltinsPlugin],
   // import.meta.url (the addon's and package.json's location) from the bundle's own path.
   define: { 'import.meta.url': '__strataModuleUrl' },
   banner: { js: "const __strataModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
