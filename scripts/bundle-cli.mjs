@@ -4,9 +4,9 @@
 // the `strata` command: the launcher runs the bundle from a V8 code cache.
 // CommonJS on purpose: Node 20 starts a CommonJS bundle 20 to 40 ms sooner
 // than the same code as an ES module, whose loader also runs every CommonJS
-// dependency through its export lexer. Pure-JS packages go into the bundle
-// (no module resolution at start-up); the ones that load native code from
-// their own place stay outside.
+// dependency through its export lexer. Packages go into the bundle (no module
+// resolution at start-up), but for those that find native code relative to
+// their own place.
 import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
@@ -56,7 +56,9 @@ const result = await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['better-sqlite3', 'node-gyp-build'],
+  // better-sqlite3's JavaScript is bundled (lib/store/database.ts gives it its addon); bindings, which it
+  // would otherwise load the addon with, and node-gyp-build find native code relative to themselves.
+  external: ['bindings', 'node-gyp-build'],
   logLevel: 'warning',
   plugins: [lazyBuiltinsPlugin],
   // import.meta.url (the addon's and package.json's location) from the bundle's own path.

@@ -1,14 +1,39 @@
 // The one metadata database of a store root: SQLite in WAL mode, shared safely
 // by several processes. Every change that must be atomic runs in `transaction`.
 import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 import { StoreError } from './errors.js';
 import { migrations } from './schema.js';
 
 export type Db = Database.Database;
 
+let sqliteAddon: string | undefined;
+
+/**
+ * Where better-sqlite3's native addon is, as its own loader (the bindings
+ * package) would find it: given to it explicitly, so that better-sqlite3 also
+ * works bundled into the CLI, where bindings would look next to the bundle.
+ * The usual place, build/Release/, is taken directly; any other is left to
+ * bindings to find.
+ */
+function sqliteAddonPath(): string {
+  if (sqliteAddon) return sqliteAddon;
+  const root = dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
+  const name = 'better_sqlite3.node';
+  // bindings tries build/ and build/Debug/ before build/Release/.
+  const release = join(root, 'build', 'Release', name);
+  const usual = !existsSync(join(root, 'build', name)) && !existsSync(join(root, 'build', 'Debug', name)) && existsSync(release);
+  sqliteAddon = usual ? release : (createRequire(join(root, 'package.json'))('bindings') as Bindings)({ bindings: name, module_root: root, path: true });
+  return sqliteAddon;
+}
+
+type Bindings = (options: { bindings: string; module_root: string; path: true }) => string;
+
 export function openDatabase(file: string): Db {
-  const db = new Database(file);
+  const db = new Database(file, { nativeBinding: sqliteAddonPath() });
   db.pragma('journal_mode = WAL');
   // FULL: a committed transaction survives power loss, not only a crash.
   db.pragma('synchronous = FULL');
