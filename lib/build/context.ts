@@ -26,7 +26,8 @@ export interface ContextEntry {
 
 /** Content hashes remembered across builds, by a file's path and stamp. */
 export interface FileHashes {
-  get(path: string, stamp: string): Buffer | undefined;
+  /** The remembered hashes of those files whose stamp is the one remembered, by path: one look-up for all of a step's files. */
+  get(files: ReadonlyArray<{ path: string; stamp: string }>): Map<string, Buffer>;
   set(path: string, stamp: string, hash: Buffer): void;
 }
 
@@ -102,8 +103,6 @@ function hashFile(hash: Hash, path: string): void {
 }
 
 function contentHash(path: string, stamp: string | undefined, remembered: FileHashes | undefined): Buffer {
-  const known = stamp && remembered?.get(path, stamp);
-  if (known) return known;
   const hash = createHash('sha256');
   hashFile(hash, path);
   const digest = hash.digest();
@@ -184,18 +183,26 @@ export class BuildContext {
    * stamp is unchanged since an earlier build is not read again.
    */
   digest(sources: readonly ContextEntry[], remembered?: FileHashes): string {
+    // Every entry, with the name it is hashed under and its path on the host.
+    // Entry paths are clean ("a/b": no "." or ".." or empty parts), so
+    // join(dir, path) is the joined directory's prefix and the path, with no
+    // normalizing of each of thousands.
+    const prefix = join(this.dir, 'x').slice(0, -1);
+    const items: Array<{ entry: ContextEntry; name: string; full: string }> = [];
+    for (const source of sources) {
+      items.push({ entry: source, name: source.path, full: join(this.dir, source.path) });
+      const below = source.path === '.' ? prefix : `${prefix}${source.path}/`;
+      for (const entry of this.below(source)) items.push({ entry, name: `${source.path}/${entry.path}`, full: below + entry.path });
+    }
+    const settled = items.flatMap(({ entry, full }) => (entry.type === 'file' && entry.stamp ? [{ path: full, stamp: entry.stamp }] : []));
+    const known = remembered && settled.length > 0 ? remembered.get(settled) : undefined;
     const hash = createHash('sha256');
-    const add = (entry: ContextEntry, name: string) => {
-      const full = join(this.dir, entry.path);
+    for (const { entry, name, full } of items) {
       // The size first keeps file boundaries unambiguous in the one running hash.
       hash.update(`${name}\0${entry.type}\0${entry.mode.toString(8)}\0${entry.size}\0`);
-      if (entry.type === 'file') hash.update(contentHash(full, entry.stamp, remembered));
+      if (entry.type === 'file') hash.update(known?.get(full) ?? contentHash(full, entry.stamp, remembered));
       if (entry.type === 'symlink') hash.update(readlinkSync(full));
       hash.update('\n');
-    };
-    for (const source of sources) {
-      add(source, source.path);
-      for (const entry of this.below(source)) add({ ...entry, path: source.path === '.' ? entry.path : `${source.path}/${entry.path}` }, `${source.path}/${entry.path}`);
     }
     return hash.digest('hex');
   }

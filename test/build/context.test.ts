@@ -12,10 +12,14 @@ function countingHashes() {
   const known = new Map<string, Buffer>();
   const counts = { hits: 0, learned: 0 };
   const hashes: FileHashes = {
-    get(path, stamp) {
-      const hash = known.get(`${path} ${stamp}`);
-      if (hash) counts.hits++;
-      return hash;
+    get(files) {
+      const found = new Map<string, Buffer>();
+      for (const { path, stamp } of files) {
+        const hash = known.get(`${path} ${stamp}`);
+        if (hash) found.set(path, hash);
+      }
+      counts.hits += found.size;
+      return found;
     },
     set(path, stamp, hash) {
       counts.learned++;
@@ -58,11 +62,15 @@ describe('build context', function () {
     expect(counts).to.deep.equal({ hits: 3, learned: 3 });
     // The same digest as without remembered hashes.
     expect(again.digest(again.sources('.'))).to.equal(digest);
+    // Remembered by the joined path: the context named another way finds them too.
+    const respelled = await BuildContext.open(`${dir}/.//`);
+    expect(respelled.digest(respelled.sources('.'), hashes)).to.equal(digest);
+    expect(counts).to.deep.equal({ hits: 6, learned: 3 });
 
     writeFileSync(join(dir, 'a.txt'), 'ALPHA\n');
     chmodSync(join(dir, 'b.txt'), 0o600);
     const changed = await BuildContext.open(dir);
     expect(changed.digest(changed.sources('.'), hashes)).to.not.equal(digest);
-    expect(counts.hits).to.equal(3 + 1); // only sub/c.txt was unchanged
+    expect(counts.hits).to.equal(6 + 1); // only sub/c.txt was unchanged
   });
 });
