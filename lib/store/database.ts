@@ -45,6 +45,9 @@ export function openDatabase(file: string): Db {
 }
 
 function migrate(db: Db): void {
+  // Up to date, as at every open but a new store's or an upgrade's: no write
+  // transaction, whose commit would cost this process its first syncs.
+  if (db.pragma('user_version', { simple: true }) === migrations.length) return;
   transaction(db, () => {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > migrations.length) {

@@ -191,6 +191,8 @@ function pinnedDriver(db: Db, requested: string | undefined): string | undefined
 }
 
 function recordDriver(db: Db, name: string): void {
+  // Already recorded (every open but the first): nothing to write.
+  if (db.prepare("SELECT value FROM settings WHERE key = 'driver'").pluck().get() === name) return;
   transaction(db, () =>
     db.prepare("INSERT INTO settings (key, value) VALUES ('driver', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(name),
   );
