@@ -61,8 +61,25 @@ function migrate(db: Db): void {
   });
 }
 
+/** What must reach the disk before a connection's first synced commit (a session's marker). */
+const beforeFirstSync = new WeakMap<Db, () => void>();
+
+/**
+ * Runs `fn` once, before the first commit made through `transaction` on db:
+ * for what a power loss must not drop while keeping that commit. (A statement
+ * committed on its own, outside `transaction`, does not run it.)
+ */
+export function beforeFirstSyncedCommit(db: Db, fn: () => void): void {
+  beforeFirstSync.set(db, fn);
+}
+
 /** Runs `fn` in a write transaction taken up front (BEGIN IMMEDIATE), so reads inside it are not stale. */
 export function transaction<T>(db: Db, fn: () => T): T {
+  const first = beforeFirstSync.get(db);
+  if (first && !db.inTransaction) {
+    first();
+    beforeFirstSync.delete(db);
+  }
   return db.transaction(fn).immediate();
 }
 
@@ -75,7 +92,7 @@ export function transaction<T>(db: Db, fn: () => T): T {
 export function relaxed<T>(db: Db, fn: () => T): T {
   db.pragma('synchronous = NORMAL');
   try {
-    return transaction(db, fn);
+    return db.transaction(fn).immediate();
   } finally {
     db.pragma('synchronous = FULL');
   }
