@@ -15,7 +15,7 @@ import { normalizeTag } from '../images/reference.js';
 import { openInTree } from '../native/resolve.js';
 import { runInRootfs } from '../run/runner.js';
 import { transaction } from '../store/database.js';
-import { sha256, shortId, type Digest } from '../store/digest.js';
+import { shortId, type Digest } from '../store/digest.js';
 import type { Image } from '../store/images.js';
 import type { Layer } from '../store/layers.js';
 import { beginStaging, discardStaged } from '../store/staging.js';
@@ -189,7 +189,8 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   const unused = [...buildArgs.keys()].filter((name) => !consumed.has(name));
   if (unused.length > 0) out(`[Warning] One or more build-args [${unused.join(' ')}] were not consumed\n`);
   // An unchanged rebuild whose tags are already in place changes nothing.
-  const existing = store.images.get(sha256(state.bytes));
+  // (A state's id is its config's sha256, as the image's or cache entry's it came from.)
+  const existing = store.images.get(state.id as Digest);
   const image = existing && tags.every((tag) => existing.tags.includes(tag)) ? existing : store.images.add(state.bytes, { tags }).image;
   out(`Successfully built ${shortId(image.id)}\n`);
   for (const tag of tags) out(`Successfully tagged ${tag}\n`);

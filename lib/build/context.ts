@@ -194,6 +194,13 @@ export class BuildContext {
       const below = source.path === '.' ? prefix : `${prefix}${source.path}/`;
       for (const entry of this.below(source)) items.push({ entry, name: `${source.path}/${entry.path}`, full: below + entry.path });
     }
+    // With every file settled, the stamps of all of them (and the rest of
+    // what is hashed) name the digest as a whole: remembered as one more row,
+    // keyed by the context and the sources, so a rebuild with no change reads
+    // that row rather than one per file.
+    const whole = remembered && items.every(({ entry }) => entry.type !== 'file' || entry.stamp) ? wholeKey(prefix, sources, items) : undefined;
+    const wholeKnown = whole && remembered!.get([whole]).get(whole.path);
+    if (wholeKnown) return wholeKnown.toString('hex');
     const settled = items.flatMap(({ entry, full }) => (entry.type === 'file' && entry.stamp ? [{ path: full, stamp: entry.stamp }] : []));
     const known = remembered && settled.length > 0 ? remembered.get(settled) : undefined;
     const hash = createHash('sha256');
@@ -204,6 +211,24 @@ export class BuildContext {
       if (entry.type === 'symlink') hash.update(readlinkSync(full));
       hash.update('\n');
     }
-    return hash.digest('hex');
+    const digest = hash.digest();
+    if (whole) remembered!.set(whole.path, whole.stamp, digest);
+    return digest.toString('hex');
   }
+}
+
+/**
+ * What names a step's sources digest as a whole: the context's directory and
+ * the sources (as "path"), and everything that goes into the digest but with
+ * each file's stamp for its content (as "stamp", after "sources:", so never a
+ * file's stamp). The text itself, not a hash of it: a rebuild with no change
+ * then loads no hashing code at all.
+ */
+function wholeKey(prefix: string, sources: readonly ContextEntry[], items: ReadonlyArray<{ entry: ContextEntry; name: string; full: string }>): { path: string; stamp: string } {
+  let stamp = 'sources:';
+  for (const { entry, name, full } of items) {
+    const content = entry.type === 'file' ? entry.stamp! : entry.type === 'symlink' ? readlinkSync(full) : '';
+    stamp += `${name}\0${entry.type}\0${entry.mode.toString(8)}\0${entry.size}\0${content}\n`;
+  }
+  return { path: `sources ${JSON.stringify([prefix, ...sources.map((s) => s.path)])}`, stamp };
 }
