@@ -30,8 +30,8 @@ import { resolveIdentity } from './users.js';
 export interface BuildOptions {
   /** The Dockerfile's text. */
   dockerfile: string;
-  /** The context directory COPY and ADD read from. */
-  context: string;
+  /** The context directory COPY and ADD read from, or that directory already read. */
+  context: string | BuildContext;
   /** name[:tag] for the result. */
   tags?: readonly string[];
   /** Run every step, reusing nothing (the results still fill the cache). */
@@ -90,7 +90,7 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   const tags = (options.tags ?? []).map(normalizeTag);
   const out = options.output ?? (() => {});
   const cache = new BuildCache(store);
-  const context = await BuildContext.open(options.context);
+  const context = typeof options.context === 'string' ? await BuildContext.open(options.context) : options.context;
   const remembered = cache.fileHashes();
   const buildArgs = new Map(Object.entries(options.buildArgs ?? {}));
   const consumed = new Set<string>();

@@ -138,14 +138,18 @@ export class BuildContext {
     const now = Date.now();
     // One native pass lists the tree with every lstat. A directory excluded as
     // a whole is still listed: it may hold re-included files ("!dir/keep").
+    // (Plain assignments, not spreads: thousands of entries go through this
+    // loop once per build, before the optimizing compiler has seen it.)
+    const byPath = new Map<string, ContextEntry>();
     for (const entry of await scanTree(dir)) {
-      if (entry.type === 'other' || excluded(entry.path)) continue;
-      const { path, type, mode, uid, gid } = entry;
-      const common = { path, type, mode, uid, gid, mtimeMs: Math.floor(entry.mtimeMs) };
-      if (type === 'directory') entries.push({ ...common, size: 0 });
-      else entries.push({ ...common, size: type === 'file' ? entry.size : 0, ...(now - entry.changedMs > SETTLED_MS && { stamp: entry.stamp }) });
+      const { path, type } = entry;
+      if (type === 'other' || excluded(path)) continue;
+      const item: ContextEntry = { path, type, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtimeMs: Math.floor(entry.mtimeMs), size: type === 'file' ? entry.size : 0 };
+      if (type !== 'directory' && now - entry.changedMs > SETTLED_MS) item.stamp = entry.stamp;
+      entries.push(item);
+      byPath.set(path, item);
     }
-    return new BuildContext(dir, entries, new Map(entries.map((e) => [e.path, e])));
+    return new BuildContext(dir, entries, byPath);
   }
 
   /** Bytes of the files a build can read. */
