@@ -15,7 +15,7 @@ import { normalizeTag } from '../images/reference.js';
 import { openInTree } from '../native/resolve.js';
 import { runInRootfs } from '../run/runner.js';
 import { transaction } from '../store/database.js';
-import { sha256, shortId, type Digest } from '../store/digest.js';
+import { shortId, type Digest } from '../store/digest.js';
 import type { Image } from '../store/images.js';
 import type { Layer } from '../store/layers.js';
 import { beginStaging, discardStaged } from '../store/staging.js';
@@ -30,8 +30,8 @@ import { resolveIdentity } from './users.js';
 export interface BuildOptions {
   /** The Dockerfile's text. */
   dockerfile: string;
-  /** The context directory COPY and ADD read from. */
-  context: string;
+  /** The context directory COPY and ADD read from, or that directory already read. */
+  context: string | BuildContext;
   /** name[:tag] for the result. */
   tags?: readonly string[];
   /** Run every step, reusing nothing (the results still fill the cache). */
@@ -90,7 +90,7 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   const tags = (options.tags ?? []).map(normalizeTag);
   const out = options.output ?? (() => {});
   const cache = new BuildCache(store);
-  const context = await BuildContext.open(options.context);
+  const context = typeof options.context === 'string' ? await BuildContext.open(options.context) : options.context;
   const remembered = cache.fileHashes();
   const buildArgs = new Map(Object.entries(options.buildArgs ?? {}));
   const consumed = new Set<string>();
@@ -189,7 +189,8 @@ export async function build(store: Store, options: BuildOptions): Promise<BuildR
   const unused = [...buildArgs.keys()].filter((name) => !consumed.has(name));
   if (unused.length > 0) out(`[Warning] One or more build-args [${unused.join(' ')}] were not consumed\n`);
   // An unchanged rebuild whose tags are already in place changes nothing.
-  const existing = store.images.get(sha256(state.bytes));
+  // (A state's id is its config's sha256, as the image's or cache entry's it came from.)
+  const existing = store.images.get(state.id as Digest);
   const image = existing && tags.every((tag) => existing.tags.includes(tag)) ? existing : store.images.add(state.bytes, { tags }).image;
   out(`Successfully built ${shortId(image.id)}\n`);
   for (const tag of tags) out(`Successfully tagged ${tag}\n`);

@@ -124,10 +124,28 @@ export class BuildCache {
   /** Context files' content hashes from earlier builds; new ones are kept by flush(), in one write. */
   fileHashes(): FileHashes & { flush(): void } {
     const db = this.store.db;
-    const select = db.prepare('SELECT hash FROM build_file_hashes WHERE path = ? AND stamp = ?').pluck();
+    const range = db.prepare('SELECT path, stamp, hash FROM build_file_hashes WHERE path BETWEEN ? AND ?').raw();
     const learned = new Map<string, { stamp: string; hash: Buffer }>();
     return {
-      get: (path, stamp) => select.get(path, stamp) as Buffer | undefined,
+      // One range of the index, from the first of the paths to the last: a
+      // step's files are one directory's, next to each other in it. (JavaScript
+      // orders a few characters outside the BMP otherwise than SQLite's bytes:
+      // a file left out is only hashed again.)
+      get: (files) => {
+        const found = new Map<string, Buffer>();
+        if (files.length === 0) return found;
+        const wanted = new Map(files.map((f) => [f.path, f.stamp]));
+        let low = files[0]!.path;
+        let high = low;
+        for (const { path } of files) {
+          if (path < low) low = path;
+          else if (path > high) high = path;
+        }
+        for (const [path, stamp, hash] of range.all(low, high) as Array<[string, string, Buffer]>) {
+          if (wanted.get(path) === stamp) found.set(path, hash);
+        }
+        return found;
+      },
       set: (path, stamp, hash) => void learned.set(path, { stamp, hash }),
       flush: () => {
         if (learned.size === 0) return;

@@ -26,7 +26,8 @@ export interface ContextEntry {
 
 /** Content hashes remembered across builds, by a file's path and stamp. */
 export interface FileHashes {
-  get(path: string, stamp: string): Buffer | undefined;
+  /** The remembered hashes of those files whose stamp is the one remembered, by path: one look-up for all of a step's files. */
+  get(files: ReadonlyArray<{ path: string; stamp: string }>): Map<string, Buffer>;
   set(path: string, stamp: string, hash: Buffer): void;
 }
 
@@ -102,8 +103,6 @@ function hashFile(hash: Hash, path: string): void {
 }
 
 function contentHash(path: string, stamp: string | undefined, remembered: FileHashes | undefined): Buffer {
-  const known = stamp && remembered?.get(path, stamp);
-  if (known) return known;
   const hash = createHash('sha256');
   hashFile(hash, path);
   const digest = hash.digest();
@@ -139,14 +138,18 @@ export class BuildContext {
     const now = Date.now();
     // One native pass lists the tree with every lstat. A directory excluded as
     // a whole is still listed: it may hold re-included files ("!dir/keep").
+    // (Plain assignments, not spreads: thousands of entries go through this
+    // loop once per build, before the optimizing compiler has seen it.)
+    const byPath = new Map<string, ContextEntry>();
     for (const entry of await scanTree(dir)) {
-      if (entry.type === 'other' || excluded(entry.path)) continue;
-      const { path, type, mode, uid, gid } = entry;
-      const common = { path, type, mode, uid, gid, mtimeMs: Math.floor(entry.mtimeMs) };
-      if (type === 'directory') entries.push({ ...common, size: 0 });
-      else entries.push({ ...common, size: type === 'file' ? entry.size : 0, ...(now - entry.changedMs > SETTLED_MS && { stamp: entry.stamp }) });
+      const { path, type } = entry;
+      if (type === 'other' || excluded(path)) continue;
+      const item: ContextEntry = { path, type, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtimeMs: Math.floor(entry.mtimeMs), size: type === 'file' ? entry.size : 0 };
+      if (type !== 'directory' && now - entry.changedMs > SETTLED_MS) item.stamp = entry.stamp;
+      entries.push(item);
+      byPath.set(path, item);
     }
-    return new BuildContext(dir, entries, new Map(entries.map((e) => [e.path, e])));
+    return new BuildContext(dir, entries, byPath);
   }
 
   /** Bytes of the files a build can read. */
@@ -184,19 +187,52 @@ export class BuildContext {
    * stamp is unchanged since an earlier build is not read again.
    */
   digest(sources: readonly ContextEntry[], remembered?: FileHashes): string {
+    // Every entry, with the name it is hashed under and its path on the host.
+    // Entry paths are clean ("a/b": no "." or ".." or empty parts), so
+    // join(dir, path) is the joined directory's prefix and the path, with no
+    // normalizing of each of thousands.
+    const prefix = join(this.dir, 'x').slice(0, -1);
+    const items: Array<{ entry: ContextEntry; name: string; full: string }> = [];
+    for (const source of sources) {
+      items.push({ entry: source, name: source.path, full: join(this.dir, source.path) });
+      const below = source.path === '.' ? prefix : `${prefix}${source.path}/`;
+      for (const entry of this.below(source)) items.push({ entry, name: `${source.path}/${entry.path}`, full: below + entry.path });
+    }
+    // With every file settled, the stamps of all of them (and the rest of
+    // what is hashed) name the digest as a whole: remembered as one more row,
+    // keyed by the context and the sources, so a rebuild with no change reads
+    // that row rather than one per file.
+    const whole = remembered && items.every(({ entry }) => entry.type !== 'file' || entry.stamp) ? wholeKey(prefix, sources, items) : undefined;
+    const wholeKnown = whole && remembered!.get([whole]).get(whole.path);
+    if (wholeKnown) return wholeKnown.toString('hex');
+    const settled = items.flatMap(({ entry, full }) => (entry.type === 'file' && entry.stamp ? [{ path: full, stamp: entry.stamp }] : []));
+    const known = remembered && settled.length > 0 ? remembered.get(settled) : undefined;
     const hash = createHash('sha256');
-    const add = (entry: ContextEntry, name: string) => {
-      const full = join(this.dir, entry.path);
+    for (const { entry, name, full } of items) {
       // The size first keeps file boundaries unambiguous in the one running hash.
       hash.update(`${name}\0${entry.type}\0${entry.mode.toString(8)}\0${entry.size}\0`);
-      if (entry.type === 'file') hash.update(contentHash(full, entry.stamp, remembered));
+      if (entry.type === 'file') hash.update(known?.get(full) ?? contentHash(full, entry.stamp, remembered));
       if (entry.type === 'symlink') hash.update(readlinkSync(full));
       hash.update('\n');
-    };
-    for (const source of sources) {
-      add(source, source.path);
-      for (const entry of this.below(source)) add({ ...entry, path: source.path === '.' ? entry.path : `${source.path}/${entry.path}` }, `${source.path}/${entry.path}`);
     }
-    return hash.digest('hex');
+    const digest = hash.digest();
+    if (whole) remembered!.set(whole.path, whole.stamp, digest);
+    return digest.toString('hex');
   }
+}
+
+/**
+ * What names a step's sources digest as a whole: the context's directory and
+ * the sources (as "path"), and everything that goes into the digest but with
+ * each file's stamp for its content (as "stamp", after "sources:", so never a
+ * file's stamp). The text itself, not a hash of it: a rebuild with no change
+ * then loads no hashing code at all.
+ */
+function wholeKey(prefix: string, sources: readonly ContextEntry[], items: ReadonlyArray<{ entry: ContextEntry; name: string; full: string }>): { path: string; stamp: string } {
+  let stamp = 'sources:';
+  for (const { entry, name, full } of items) {
+    const content = entry.type === 'file' ? entry.stamp! : entry.type === 'symlink' ? readlinkSync(full) : '';
+    stamp += `${name}\0${entry.type}\0${entry.mode.toString(8)}\0${entry.size}\0${content}\n`;
+  }
+  return { path: `sources ${JSON.stringify([prefix, ...sources.map((s) => s.path)])}`, stamp };
 }

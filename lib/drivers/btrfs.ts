@@ -14,8 +14,9 @@ import {
   snapshotSubvolume,
   syncFilesystem,
 } from '../native/btrfs.js';
+import { statfs } from '../native/fs.js';
 import { StoreError } from '../store/errors.js';
-import { probeBackingFilesystem } from '../system/probes.js';
+import { nearestExisting } from '../system/probes.js';
 import type { DriverStatus, WritableOptions } from './driver.js';
 import { VfsDriver } from './vfs.js';
 
@@ -27,9 +28,10 @@ export class BtrfsDriver extends VfsDriver {
   }
 
   override async init(): Promise<DriverStatus> {
-    const backing = await probeBackingFilesystem(this.home);
-    if (backing.type !== 'btrfs') {
-      throw new StoreError('ERR_DRIVER_UNSUPPORTED', `btrfs: the store root is on ${backing.type}, not btrfs`);
+    // The backing filesystem's type only: no d_type or reflink probe, which a root on btrfs passes anyway.
+    const backing = await statfs(nearestExisting(this.home));
+    if (backing.typeName !== 'btrfs') {
+      throw new StoreError('ERR_DRIVER_UNSUPPORTED', `btrfs: the store root is on ${backing.typeName}, not btrfs`);
     }
     // Quotas give each subvolume a qgroup that counts its exclusive bytes, so
     // container sizes need no tree walk and size limits are possible.

@@ -26,7 +26,8 @@ import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOp
 import { BLOCK_SECTORS, MAX_THIN_ID, removeDeviceRetrying, retryBusy, SECTOR, ThinPool, type PoolBacking } from './dm/pool.js';
 import { refuseSizeLimit } from './size-limit.js';
 
-const run = promisify(execFile);
+// Promisified when called: the CLI loads child_process only for a command that runs one.
+const run = (file: string, args: readonly string[]) => promisify(execFile)(file, args);
 
 /** The store's record of thin ids, kept in its metadata database (the driver never opens it). */
 export interface ThinIdRegistry {

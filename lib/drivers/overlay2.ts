@@ -7,7 +7,8 @@ import { probeOverlayFeatures } from '../native/overlay.js';
 import { StoreError } from '../store/errors.js';
 import { refuseSizeLimit } from './size-limit.js';
 import { directorySize } from '../system/directory-size.js';
-import { probeBackingFilesystem } from '../system/probes.js';
+import { statfs, supportsDType } from '../native/fs.js';
+import { nearestExisting } from '../system/probes.js';
 import { hasXattr, redirectOf, upperChanges, type Change } from '../archive/changes.js';
 import type { DriverStatus, MountSpec, StorageDriver, WritableLayout, WritableOptions } from './driver.js';
 
@@ -29,20 +30,22 @@ export class Overlay2Driver implements StorageDriver {
    */
   async init(): Promise<DriverStatus> {
     const overlay = probeOverlayFeatures();
-    const backing = await probeBackingFilesystem(this.home);
+    // The backing filesystem's type and d_type only: no reflink probe, which overlay2 has no use for.
+    const probed = nearestExisting(this.home);
+    const [backing, dType] = await Promise.all([statfs(probed), supportsDType(probed)]);
     const refuse = (why: string) => {
       throw new StoreError('ERR_DRIVER_UNSUPPORTED', `overlay2: ${why}`);
     };
     if (!overlay.available) refuse('the kernel has no overlay filesystem');
-    if (backing.type === 'overlay') refuse('the store root is on overlayfs, which cannot hold upper directories: use vfs, or a root on another filesystem');
-    if (!backing.dType) {
+    if (backing.typeName === 'overlay') refuse('the store root is on overlayfs, which cannot hold upper directories: use vfs, or a root on another filesystem');
+    if (!dType) {
       refuse(
-        `the backing ${backing.type} filesystem is formatted without d_type support, which leads to incorrect behavior; ` +
+        `the backing ${backing.typeName} filesystem is formatted without d_type support, which leads to incorrect behavior; ` +
           'reformat it with d_type (xfs: ftype=1, ext4: -O filetype)',
       );
     }
     return [
-      ['Backing Filesystem', backing.type],
+      ['Backing Filesystem', backing.typeName],
       ['Supports d_type', 'true'],
       ['Using metacopy', 'per container (--metacopy)'],
       // Changes and commits read redirects and metacopy files from the merged

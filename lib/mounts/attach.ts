@@ -13,7 +13,8 @@ import { mountsBelow } from '../system/mountinfo.js';
 import { sensitiveBindReason } from './safety.js';
 import { MountSpecError, type BindMountSpec, type MountSpec, type TmpfsMountSpec } from './spec.js';
 
-const run = promisify(execFile);
+// Promisified when called: the CLI loads child_process only for a command that runs one.
+const run = (file: string, args: readonly string[]) => promisify(execFile)(file, args);
 
 /** A mount as a container records it: the spec, and for a volume mount the volume it uses. */
 export interface ContainerMount {

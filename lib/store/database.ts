@@ -1,14 +1,39 @@
 // The one metadata database of a store root: SQLite in WAL mode, shared safely
 // by several processes. Every change that must be atomic runs in `transaction`.
 import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 import { StoreError } from './errors.js';
 import { migrations } from './schema.js';
 
 export type Db = Database.Database;
 
+let sqliteAddon: string | undefined;
+
+/**
+ * Where better-sqlite3's native addon is, as its own loader (the bindings
+ * package) would find it: given to it explicitly, so that better-sqlite3 also
+ * works bundled into the CLI, where bindings would look next to the bundle.
+ * The usual place, build/Release/, is taken directly; any other is left to
+ * bindings to find.
+ */
+function sqliteAddonPath(): string {
+  if (sqliteAddon) return sqliteAddon;
+  const root = dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
+  const name = 'better_sqlite3.node';
+  // bindings tries build/ and build/Debug/ before build/Release/.
+  const release = join(root, 'build', 'Release', name);
+  const usual = !existsSync(join(root, 'build', name)) && !existsSync(join(root, 'build', 'Debug', name)) && existsSync(release);
+  sqliteAddon = usual ? release : (createRequire(join(root, 'package.json'))('bindings') as Bindings)({ bindings: name, module_root: root, path: true });
+  return sqliteAddon;
+}
+
+type Bindings = (options: { bindings: string; module_root: string; path: true }) => string;
+
 export function openDatabase(file: string): Db {
-  const db = new Database(file);
+  const db = new Database(file, { nativeBinding: sqliteAddonPath() });
   db.pragma('journal_mode = WAL');
   // FULL: a committed transaction survives power loss, not only a crash.
   db.pragma('synchronous = FULL');
@@ -20,6 +45,9 @@ export function openDatabase(file: string): Db {
 }
 
 function migrate(db: Db): void {
+  // Up to date, as at every open but a new store's or an upgrade's: no write
+  // transaction, whose commit would cost this process its first syncs.
+  if (db.pragma('user_version', { simple: true }) === migrations.length) return;
   transaction(db, () => {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > migrations.length) {
@@ -33,8 +61,25 @@ function migrate(db: Db): void {
   });
 }
 
+/** What must reach the disk before a connection's first synced commit (a session's marker). */
+const beforeFirstSync = new WeakMap<Db, () => void>();
+
+/**
+ * Runs `fn` once, before the first commit made through `transaction` on db:
+ * for what a power loss must not drop while keeping that commit. (A statement
+ * committed on its own, outside `transaction`, does not run it.)
+ */
+export function beforeFirstSyncedCommit(db: Db, fn: () => void): void {
+  beforeFirstSync.set(db, fn);
+}
+
 /** Runs `fn` in a write transaction taken up front (BEGIN IMMEDIATE), so reads inside it are not stale. */
 export function transaction<T>(db: Db, fn: () => T): T {
+  const first = beforeFirstSync.get(db);
+  if (first && !db.inTransaction) {
+    first();
+    beforeFirstSync.delete(db);
+  }
   return db.transaction(fn).immediate();
 }
 
@@ -47,7 +92,7 @@ export function transaction<T>(db: Db, fn: () => T): T {
 export function relaxed<T>(db: Db, fn: () => T): T {
   db.pragma('synchronous = NORMAL');
   try {
-    return transaction(db, fn);
+    return db.transaction(fn).immediate();
   } finally {
     db.pragma('synchronous = FULL');
   }

@@ -123,7 +123,7 @@ async function checkMounts(store: Store, report: Report): Promise<void> {
   const { db, driver, root } = store;
   const structural = structuralDirs(store);
   const mounted = new Set(mountsBelow(root).filter((point) => !structural.has(point)));
-  const busyElsewhere = othersLive(db);
+  const busyElsewhere = othersLive(db, root);
   /** Mount points owned along with everything mounted below them. */
   const ownedTrees: string[] = [];
   for (const container of store.containers.list()) {

@@ -17,7 +17,7 @@ import { ContainerStore } from './containers.js';
 import { checkStore, describeFinding } from './fsck.js';
 import { ImageStore } from './images.js';
 import { LayerStore } from './layers.js';
-import { closeSession, endDeadSessions, openSession, othersLive } from './sessions.js';
+import { closeSession, endDeadSessions, openSession, othersLive, sessionsDir } from './sessions.js';
 import { recoverStaging } from './staging.js';
 import { VolumeStore } from './volumes.js';
 
@@ -102,8 +102,8 @@ export class Store {
     readonly recovered: string[],
     /** What the driver found at start-up, as `docker info` lists it. */
     readonly driverStatus: DriverStatus,
-    /** This process's row in the sessions table, deleted on close. */
-    private readonly session: number,
+    /** This process's session marker, removed on close. */
+    private readonly session: string,
   ) {
     this.layers = new LayerStore(db, driver);
     this.volumes = new VolumeStore(db, root);
@@ -114,8 +114,9 @@ export class Store {
   static async open(options: StoreOptions = {}): Promise<Store> {
     const root = resolve(options.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT);
     for (const dir of ['', 'image', 'containers', 'volumes']) mkdirSync(join(root, dir), { recursive: true, mode: 0o700 });
+    mkdirSync(sessionsDir(root), { recursive: true, mode: 0o700 });
     const db = openDatabase(join(root, 'image', 'metadata.db'));
-    let session: number | undefined;
+    let session: string | undefined;
     try {
       const requested = options.driver ?? process.env.STRATA_STORAGE_DRIVER;
       if (requested !== undefined && !drivers[requested]) {
@@ -128,12 +129,12 @@ export class Store {
       const { driver, status } = await startDriver(root, pinnedDriver(db, requested), { db, options: options.driverOptions ?? parseStorageOpts(process.env.STRATA_STORAGE_OPTS) });
       recordDriver(db, driver.name);
       // A process that had the store open and is gone ended without closing it.
-      const unclean = endDeadSessions(db) > 0;
+      const unclean = endDeadSessions(db, root) > 0;
       // Recorded before looking for others: of two processes opening at once, at least one sees the other.
-      session = openSession(db);
+      session = openSession(db, root);
       const recovered = await recoverStaging(db, (path) => driver.removePath(path));
       // Those repairs would break the work of another process under way (a view it has mounted, a move it is making).
-      const alone = !othersLive(db);
+      const alone = !othersLive(db, root);
       const store = new Store(root, driver, db, recovered, status, session);
       recovered.push(...(await store.containers.recoverAdoptions()));
       if (alone) {
@@ -144,8 +145,8 @@ export class Store {
       if (unclean) recovered.push(...(await checkStore(store, { repair: true, quick: true })).map((finding) => `fsck: ${describeFinding(finding)}`));
       return store;
     } catch (error) {
-      if (session !== undefined) closeSession(db, session);
       db.close();
+      if (session !== undefined) closeSession(session);
       throw error;
     }
   }
@@ -153,8 +154,8 @@ export class Store {
   /** Closes the metadata; what the driver keeps in the kernel (mounts, devices) stays for the next open. */
   close(): void {
     if (!this.db.open) return;
-    closeSession(this.db, this.session);
     this.db.close();
+    closeSession(this.session);
   }
 
   /**
@@ -191,6 +192,8 @@ function pinnedDriver(db: Db, requested: string | undefined): string | undefined
 }
 
 function recordDriver(db: Db, name: string): void {
+  // Already recorded (every open but the first): nothing to write.
+  if (db.prepare("SELECT value FROM settings WHERE key = 'driver'").pluck().get() === name) return;
   transaction(db, () =>
     db.prepare("INSERT INTO settings (key, value) VALUES ('driver', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(name),
   );

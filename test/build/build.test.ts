@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { build, BuildError, type BuildOptions } from '../../lib/build/builder.js';
@@ -100,6 +100,22 @@ describe('strata build', function () {
     expect(second.cached).to.equal(4);
     expect(second.image.id).to.equal(first.image.id);
     expect(layerIds()).to.deep.equal(layers);
+  });
+
+  it('writes nothing to the metadata when the strata command rebuilds with no change', async function () {
+    writeFileSync(join(context, 'Dockerfile'), FIVE_STEPS);
+    const first = await buildIn(FIVE_STEPS);
+    // This process has the store open: the WAL stays, and any commit would change it.
+    const files = () =>
+      ['metadata.db', 'metadata.db-wal'].map((name) => {
+        const stat = statSync(join(root, 'image', name), { bigint: true });
+        return `${name} ${stat.size} ${stat.mtimeNs}`;
+      });
+    const before = files();
+    const again = strata(['--root', root, 'build', '-q', '-t', 'app', context]);
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stdout).to.equal(`${first.image.id}\n`);
+    expect(files()).to.deep.equal(before);
   });
 
   it('rebuilds only the changed step and those after it', async function () {

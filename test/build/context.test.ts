@@ -1,21 +1,25 @@
 import { expect } from 'chai';
 import { chmodSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { BuildContext, type FileHashes } from '../../lib/build/context.js';
 import { Cleanups, scratchDir } from '../support/fixtures.js';
 import { writeTree } from '../support/trees.js';
 
-/** A FileHashes in memory that counts what it was asked. */
-function countingHashes() {
+/** A FileHashes in memory that records what it found: a file's name, or "sources" for a digest as a whole. */
+function countingHashes(dir: string) {
   const known = new Map<string, Buffer>();
-  const counts = { hits: 0, learned: 0 };
+  const counts = { hits: [] as string[], learned: 0 };
   const hashes: FileHashes = {
-    get(path, stamp) {
-      const hash = known.get(`${path} ${stamp}`);
-      if (hash) counts.hits++;
-      return hash;
+    get(files) {
+      const found = new Map<string, Buffer>();
+      for (const { path, stamp } of files) {
+        const hash = known.get(`${path} ${stamp}`);
+        if (hash) found.set(path, hash);
+      }
+      counts.hits.push(...[...found.keys()].map((path) => (path.startsWith(dir) ? relative(dir, path) : path.split(' ')[0]!)));
+      return found;
     },
     set(path, stamp, hash) {
       counts.learned++;
@@ -42,27 +46,38 @@ describe('build context', function () {
     this.timeout(10_000);
     const dir = scratchDir(cleanups, 'context');
     writeTree(dir, { 'a.txt': 'alpha\n', 'b.txt': 'beta\n', 'sub/c.txt': 'gamma\n' });
-    const fresh = countingHashes();
+    const fresh = countingHashes(dir);
     // Just written: too recent to trust a stamp, so hashed and not remembered.
     const recent = await BuildContext.open(dir);
     recent.digest(recent.sources('.'), fresh.hashes);
-    expect(fresh.counts).to.deep.equal({ hits: 0, learned: 0 });
+    expect(fresh.counts).to.deep.equal({ hits: [], learned: 0 });
 
     await sleep(2100); // past the settling time
-    const { hashes, counts } = countingHashes();
+    const { hashes, counts } = countingHashes(dir);
     const first = await BuildContext.open(dir);
     const digest = first.digest(first.sources('.'), hashes);
-    expect(counts).to.deep.equal({ hits: 0, learned: 3 });
+    // Each file, and the digest as a whole.
+    expect(counts).to.deep.equal({ hits: [], learned: 4 });
     const again = await BuildContext.open(dir);
     expect(again.digest(again.sources('.'), hashes)).to.equal(digest);
-    expect(counts).to.deep.equal({ hits: 3, learned: 3 });
+    expect(counts).to.deep.equal({ hits: ['sources'], learned: 4 });
     // The same digest as without remembered hashes.
     expect(again.digest(again.sources('.'))).to.equal(digest);
+    // Remembered by the joined path: the context named another way finds it too.
+    const respelled = await BuildContext.open(`${dir}/.//`);
+    expect(respelled.digest(respelled.sources('.'), hashes)).to.equal(digest);
+    expect(counts.hits).to.deep.equal(['sources', 'sources']);
+    // Other sources of the same context: a digest of their own, from the files' hashes.
+    const sub = again.digest(again.sources('sub'), hashes);
+    expect(sub).to.not.equal(digest);
+    expect(counts.hits.slice(2)).to.deep.equal(['sub/c.txt']);
+    expect(again.digest(again.sources('sub'))).to.equal(sub);
 
     writeFileSync(join(dir, 'a.txt'), 'ALPHA\n');
     chmodSync(join(dir, 'b.txt'), 0o600);
     const changed = await BuildContext.open(dir);
     expect(changed.digest(changed.sources('.'), hashes)).to.not.equal(digest);
-    expect(counts.hits).to.equal(3 + 1); // only sub/c.txt was unchanged
+    // Two files too recent to trust: no digest as a whole; only sub/c.txt was unchanged.
+    expect(counts.hits.slice(3)).to.deep.equal(['sub/c.txt']);
   });
 });

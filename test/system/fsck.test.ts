@@ -144,10 +144,32 @@ describe('store fsck', function () {
     expect((await listLoops()).map((l) => l.backingFile)).to.not.include(image);
   });
 
-  it('releases the holds of a process that died, when the next open finds its session', async function () {
+  it('releases the holds of a process that died, when the next open finds its session marker', async function () {
     const { child } = await populate();
     const refs = store.layers.get(child.chainId)!.refs;
-    // What a process killed between importing a layer and adding its image leaves.
+    // What a process killed between importing a layer and adding its image leaves: this pid, another start time.
+    const marker = join(root, 'image', 'sessions', `${process.pid}-${Number(ownStart) + 1}-0`);
+    writeFileSync(marker, '');
+    store.db.prepare("INSERT INTO layer_holds (layer, pid, pid_start) VALUES (?, ?, 'gone')").run(child.chainId, process.pid);
+    store.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(child.chainId);
+    store.close();
+    store = await Store.open({ root });
+    expect(store.recovered).to.deep.equal([
+      `fsck: unfinished-work ${child.chainId}: a reference held by process ${process.pid}, which is gone, for an import it did not finish (repaired)`,
+    ]);
+    expect(existsSync(marker)).to.equal(false);
+    expect(store.layers.get(child.chainId)!.refs).to.equal(refs);
+    store.close();
+    store = await Store.open({ root });
+    expect(store.recovered, 'a clean shutdown').to.deep.equal([]);
+    expect(readdirSync(join(root, 'image', 'sessions')), 'the open store\'s own marker').to.have.length(1);
+    store.close();
+    expect(readdirSync(join(root, 'image', 'sessions'))).to.deep.equal([]);
+  });
+
+  it('also finds the session of a dead process in the sessions table, where stratafs recorded them before its marker files', async function () {
+    const { child } = await populate();
+    const refs = store.layers.get(child.chainId)!.refs;
     store.db.prepare("INSERT INTO sessions (pid, pid_start, opened) VALUES (?, 'gone', '')").run(process.pid);
     store.db.prepare("INSERT INTO layer_holds (layer, pid, pid_start) VALUES (?, ?, 'gone')").run(child.chainId, process.pid);
     store.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(child.chainId);

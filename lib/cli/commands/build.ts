@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { build, BuildError } from '../../build/builder.js';
+import { BuildContext } from '../../build/context.js';
 import { withStore } from '../context.js';
 import { UsageError } from '../output.js';
 
@@ -65,11 +66,14 @@ export function registerBuild(program: Command): void {
       } catch (error) {
         throw new UsageError(`cannot read the Dockerfile ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       }
+      // Read while the store opens (the listing runs on another thread); a failure is reported where it is awaited.
+      const context = BuildContext.open(contextDir);
+      context.catch(() => {});
       try {
-        const { image } = await withStore(command, (store) =>
+        const { image } = await withStore(command, async (store) =>
           build(store, {
             dockerfile,
-            context: contextDir,
+            context: await context,
             tags: flags.tag,
             noCache: !flags.cache,
             buildArgs,
