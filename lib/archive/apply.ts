@@ -71,8 +71,6 @@ const BATCH_BYTES = 1 << 20;
 const FILE_READ_BYTES = 4 << 20;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-const deflateRawAsync = promisify(deflateRaw);
-
 function detectCompression(head: Buffer): ApplyResult['compression'] {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
@@ -324,6 +322,7 @@ async function complete(
   const stats = await applier.finish();
   const diffId = hashed?.digest ?? check(stats.diffId!);
   const checkpoints = hashed?.checkpoints ?? stats.checkpoints!;
-  const tarSplit = await deflateRawAsync(stats.tarSplit, { level: zlibConstants.Z_BEST_SPEED });
+  // Promisified here, not at load: the CLI loads zlib only when a command uses it.
+  const tarSplit = await promisify(deflateRaw)(stats.tarSplit, { level: zlibConstants.Z_BEST_SPEED });
   return { diffId, tarSize, contentSize: stats.contentSize, entries: stats.entries, compression, tarSplit, checkpoints };
 }
