@@ -113,10 +113,10 @@ class TarExporter {
   // Bytes of the whole tar.
   uint64_t size() const { return size_; }
   // Writes bytes [offset, offset + length) of the tar (within size()) to
-  // `out`, feeding them to `hash` (if not null) as they are read. A file
-  // wholly inside the range has its content checksum checked; one cut by the
-  // range's ends, only its size (the caller's SHA-256 covers the rest; see
-  // CheckRange). Safe to call from several threads at once, not with Close.
+  // `out`, feeding them to `hash` (if not null) as they are read. Each file
+  // is checked for its type and size only: the caller checks the range's
+  // SHA-256, and on a mismatch has CheckRange name the file. Safe to call
+  // from several threads at once, not with Close.
   Failure ReadRange(uint64_t offset, size_t length, char* out, Sha256* hash,
                     ExportProblem& problem) const;
   // Checks the content checksum of every file with content in the range, to
@@ -137,8 +137,7 @@ class TarExporter {
     uint64_t size;   // bytes it emits
   };
   Failure OpenFile(const Step& step, Fd& file, ExportProblem& problem) const;
-  // Emits `step`'s bytes [from, from + n) to `out` (and `hash`), checking the
-  // content checksum when that is the whole step.
+  // Emits `step`'s bytes [from, from + n) to `out` (and `hash`).
   Failure EmitStep(const Step& step, uint64_t from, uint64_t n, char* out, Sha256* hash,
                    ExportProblem& problem) const;
   // The index of the step holding tar byte `offset`.
