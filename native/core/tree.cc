@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -38,6 +40,10 @@ constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
 // for one directory's lock.
 constexpr size_t kBatchSize = 256;
 
+// How far down the queue a worker looks for a batch from an allocation group
+// no other worker is in.
+constexpr size_t kGroupScan = 64;
+
 // One entry to copy: full paths (for errors, and the few calls that have no
 // form relative to a directory fd), and its name, the tail of both.
 struct Entry {
@@ -54,6 +60,7 @@ struct Entry {
 // copy) once per batch and works relative to those fds: no path walks.
 struct Batch {
   std::shared_ptr<const Entry> dir;
+  uint64_t group;  // the allocation group of its first entry (see AllocationGroups)
   std::vector<Entry> entries;
 };
 
@@ -232,6 +239,54 @@ mode_t CreateMask(const std::string& dst) {
   return mask;
 }
 
+// xfs's XFS_IOC_FSGEOMETRY_V1 (from xfs_fs.h, not in every system's headers).
+struct XfsGeometryV1 {
+  uint32_t blocksize;
+  uint32_t rtextsize;
+  uint32_t agblocks;
+  uint32_t agcount;
+  uint32_t logblocks;
+  uint32_t sectsize;
+  uint32_t inodesize;
+  uint32_t imaxpct;
+  uint64_t datablocks;
+  uint64_t rtblocks;
+  uint64_t rtextents;
+  uint64_t logstart;
+  unsigned char uuid[16];
+  uint32_t sunit;
+  uint32_t swidth;
+  int32_t version;
+  uint32_t flags;
+  uint32_t logsectsize;
+  uint32_t rtsectsize;
+  uint32_t dirblocksize;
+};
+constexpr unsigned long kXfsIocFsGeometryV1 = _IOR('X', 100, struct XfsGeometryV1);
+constexpr long kXfsMagic = 0x58465342;
+
+// How to tell a source file's allocation group from its inode number: the
+// shift that leaves the group (0: no groups worth telling apart). On xfs a
+// reflink updates the reference counts of the shared extent under the lock
+// of its allocation group's AGF, so two workers cloning files from one group
+// take turns; an xfs inode number is the group, then the inode within it,
+// and files (with their data) are placed in their directory's group.
+unsigned AllocationGroupShift(int dirfd) {
+  struct statfs fs {};
+  if (fstatfs(dirfd, &fs) != 0 || fs.f_type != kXfsMagic) return 0;
+  XfsGeometryV1 geometry {};
+  if (ioctl(dirfd, kXfsIocFsGeometryV1, &geometry) != 0 || geometry.agcount < 2 ||
+      geometry.inodesize == 0 || geometry.blocksize < geometry.inodesize)
+    return 0;
+  auto log2_ceil = [](uint64_t n) {
+    unsigned log = 0;
+    while ((uint64_t{1} << log) < n) log++;
+    return log;
+  };
+  // sb_agblklog + sb_inopblog, as xfs computes them.
+  return log2_ceil(geometry.agblocks) + log2_ceil(geometry.blocksize / geometry.inodesize);
+}
+
 // An open directory pair for one batch.
 struct DirFds {
   Fd src;
@@ -250,6 +305,7 @@ class TreeCopier {
   Failure Run(Entry root, unsigned threads, TreeCopyStats& total) {
     Fd root_fd(open(root.src.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!root_fd.valid()) return Fail(errno, "open", root.src);
+    if (threads > 1 && reflink_) group_shift_ = AllocationGroupShift(root_fd.get());
     if (Failure f = ListDirectory(std::move(root_fd), std::move(root))) return f;
     std::vector<TreeCopyStats> stats(threads);
     std::vector<std::thread> workers;
@@ -293,17 +349,36 @@ class TreeCopier {
     for (;;) {
       wake_.wait(lock, [&] { return failure_ || !queue_.empty() || busy_ == 0; });
       if (failure_ || queue_.empty()) break;  // failed, or nothing left anywhere
-      Batch batch = std::move(queue_.front());
-      queue_.pop_front();
+      auto next = NextBatch();
+      Batch batch = std::move(*next);
+      queue_.erase(next);
       busy_++;
+      groups_busy_.push_back(batch.group);
       lock.unlock();
       Failure failure = CopyBatch(batch, stats);
       lock.lock();
       busy_--;
+      groups_busy_.erase(std::find(groups_busy_.begin(), groups_busy_.end(), batch.group));
       if (failure && !failure_) failure_ = std::move(failure);
       if (failure_ || (queue_.empty() && busy_ == 0)) wake_.notify_all();
     }
     wake_.notify_all();
+  }
+
+  uint64_t GroupOf(const struct statx& st) const {
+    return group_shift_ == 0 ? 0 : st.stx_ino >> group_shift_;
+  }
+
+  // The first queued batch whose group no other worker is busy with, among
+  // the next few; else the first. Call with mutex_ held.
+  std::deque<Batch>::iterator NextBatch() {
+    if (groups_busy_.empty() || group_shift_ == 0) return queue_.begin();
+    auto end = queue_.begin() + static_cast<ptrdiff_t>(std::min(queue_.size(), kGroupScan));
+    for (auto it = queue_.begin(); it != end; ++it) {
+      if (std::find(groups_busy_.begin(), groups_busy_.end(), it->group) == groups_busy_.end())
+        return it;
+    }
+    return queue_.begin();
   }
 
   Failure CopyBatch(const Batch& batch, TreeCopyStats& stats) {
@@ -387,7 +462,7 @@ class TreeCopier {
     for (size_t i = 0; i < children.size(); i += kBatchSize) {
       size_t end = std::min(children.size(), i + kBatchSize);
       queue_.push_back(Batch{
-          parent,
+          parent, GroupOf(children[i].st),
           std::vector<Entry>(
               std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(i)),
               std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(end)))});
@@ -473,11 +548,13 @@ class TreeCopier {
   const Owner self_;  // who new files belong to
   const mode_t create_mask_;  // the mode bits open(O_CREAT) keeps
   const bool reflink_;  // false: read/write copies only
+  unsigned group_shift_ = 0;  // see AllocationGroupShift
 
   std::mutex mutex_;  // guards queue_, busy_, failure_, dirs_
   std::condition_variable wake_;
   std::deque<Batch> queue_;
   unsigned busy_ = 0;
+  std::vector<uint64_t> groups_busy_;  // the group of each batch being copied
   Failure failure_;
   std::vector<std::shared_ptr<const Entry>> dirs_;  // the root first
 
@@ -486,6 +563,18 @@ class TreeCopier {
   std::vector<std::pair<std::string, std::string>> links_;  // (first copy, new name)
   std::set<std::pair<uint64_t, uint64_t>> no_reflink_;      // (src mount, dst mount)
 };
+
+// How many workers a copy into `dst` gets when the caller leaves it to us:
+// min(4, hardware threads), but one for reflinks into btrfs, where every
+// create and clone in a subvolume modifies the one tree of that subvolume
+// and a second worker mostly waits for its locks (measured with 2 workers:
+// each spent more time blocked in btrfs_tree_lock/btrfs_tree_read_lock than
+// it saved; the copy took longer, and more CPU, than with one).
+unsigned AutoThreads(const std::string& dst, bool reflink) {
+  struct statfs fs {};
+  if (reflink && statfs(dst.c_str(), &fs) == 0 && fs.f_type == BTRFS_SUPER_MAGIC) return 1;
+  return std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
+}
 
 // Makes `dst` if missing; an existing one must be an empty directory.
 Failure PrepareDestination(const std::string& dst) {
@@ -532,7 +621,7 @@ Failure CopyTree(const std::string& src, const std::string& dst, unsigned thread
     return Fail(errno, "statx", dst);
   if (KeyOf(dst_st) == KeyOf(root.st)) return Fail(EINVAL, "copytree", src, dst);
 
-  if (threads == 0) threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
+  if (threads == 0) threads = AutoThreads(dst, reflink);
   TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id, self, CreateMask(dst), reflink);
   return copier.Run(std::move(root), threads, stats);
 }
