@@ -60,7 +60,7 @@ struct Entry {
 // copy) once per batch and works relative to those fds: no path walks.
 struct Batch {
   std::shared_ptr<const Entry> dir;
-  uint64_t group;  // the allocation group of its first entry (see AllocationGroups)
+  uint64_t group;  // the allocation group of the directory, so of most of its files (see AllocationGroupShift)
   std::vector<Entry> entries;
 };
 
@@ -462,7 +462,7 @@ class TreeCopier {
     for (size_t i = 0; i < children.size(); i += kBatchSize) {
       size_t end = std::min(children.size(), i + kBatchSize);
       queue_.push_back(Batch{
-          parent, GroupOf(children[i].st),
+          parent, GroupOf(parent->st),
           std::vector<Entry>(
               std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(i)),
               std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(end)))});
