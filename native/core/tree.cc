@@ -40,8 +40,8 @@ constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
 // for one directory's lock.
 constexpr size_t kBatchSize = 256;
 
-// How far down the queue a worker looks for a batch from an allocation group
-// no other worker is in.
+// How far down the queue a worker looks for a batch in allocation groups no
+// other worker is in.
 constexpr size_t kGroupScan = 64;
 
 // One entry to copy: full paths (for errors, and the few calls that have no
@@ -60,7 +60,10 @@ struct Entry {
 // copy) once per batch and works relative to those fds: no path walks.
 struct Batch {
   std::shared_ptr<const Entry> dir;
-  uint64_t group;  // the allocation group of the directory, so of most of its files (see AllocationGroupShift)
+  // The allocation groups of the directory and of its copy, so of most of
+  // the files and their data (see AllocationGroupShift); kNoGroup if none.
+  uint64_t src_group;
+  uint64_t dst_group;
   std::vector<Entry> entries;
 };
 
@@ -265,12 +268,15 @@ struct XfsGeometryV1 {
 constexpr unsigned long kXfsIocFsGeometryV1 = _IOR('X', 100, struct XfsGeometryV1);
 constexpr long kXfsMagic = 0x58465342;
 
-// How to tell a source file's allocation group from its inode number: the
-// shift that leaves the group (0: no groups worth telling apart). On xfs a
-// reflink updates the reference counts of the shared extent under the lock
-// of its allocation group's AGF, so two workers cloning files from one group
-// take turns; an xfs inode number is the group, then the inode within it,
-// and files (with their data) are placed in their directory's group.
+constexpr uint64_t kNoGroup = ~uint64_t{0};
+
+// How to tell a file's allocation group from its inode number: the shift that
+// leaves the group (0: no groups worth telling apart). On xfs a reflink
+// updates the reference counts of the shared extent under the lock of its
+// allocation group's AGF, and a create allocates the inode under the lock of
+// its group's AGI, so two workers cloning from one group, or creating in one,
+// take turns. An xfs inode number is the group, then the inode within it, and
+// files (with their data) are placed in their directory's group.
 unsigned AllocationGroupShift(int dirfd) {
   struct statfs fs {};
   if (fstatfs(dirfd, &fs) != 0 || fs.f_type != kXfsMagic) return 0;
@@ -305,8 +311,12 @@ class TreeCopier {
   Failure Run(Entry root, unsigned threads, TreeCopyStats& total) {
     Fd root_fd(open(root.src.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!root_fd.valid()) return Fail(errno, "open", root.src);
-    if (threads > 1 && reflink_) group_shift_ = AllocationGroupShift(root_fd.get());
-    if (Failure f = ListDirectory(std::move(root_fd), std::move(root))) return f;
+    if (threads > 1 && reflink_) {
+      src_shift_ = AllocationGroupShift(root_fd.get());
+      Fd dst_fd(open(root.dst.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (dst_fd.valid()) dst_shift_ = AllocationGroupShift(dst_fd.get());
+    }
+    if (Failure f = ListDirectory(std::move(root_fd), std::move(root), dst_root_.second)) return f;
     std::vector<TreeCopyStats> stats(threads);
     std::vector<std::thread> workers;
     int spawn_error = 0;
@@ -353,30 +363,37 @@ class TreeCopier {
       Batch batch = std::move(*next);
       queue_.erase(next);
       busy_++;
-      groups_busy_.push_back(batch.group);
+      groups_busy_.push_back(batch.src_group);
+      groups_busy_.push_back(batch.dst_group);
       lock.unlock();
       Failure failure = CopyBatch(batch, stats);
       lock.lock();
       busy_--;
-      groups_busy_.erase(std::find(groups_busy_.begin(), groups_busy_.end(), batch.group));
+      groups_busy_.erase(std::find(groups_busy_.begin(), groups_busy_.end(), batch.src_group));
+      groups_busy_.erase(std::find(groups_busy_.begin(), groups_busy_.end(), batch.dst_group));
       if (failure && !failure_) failure_ = std::move(failure);
       if (failure_ || (queue_.empty() && busy_ == 0)) wake_.notify_all();
     }
     wake_.notify_all();
   }
 
-  uint64_t GroupOf(const struct statx& st) const {
-    return group_shift_ == 0 ? 0 : st.stx_ino >> group_shift_;
+  static uint64_t GroupOf(uint64_t ino, unsigned shift) {
+    return shift == 0 ? kNoGroup : ino >> shift;
   }
 
-  // The first queued batch whose group no other worker is busy with, among
-  // the next few; else the first. Call with mutex_ held.
+  bool Busy(uint64_t group) const {
+    return group != kNoGroup &&
+           std::find(groups_busy_.begin(), groups_busy_.end(), group) != groups_busy_.end();
+  }
+
+  // The first queued batch whose groups no other worker is busy with (source
+  // and copy apart: they meet in one AGF only when a create needs a new
+  // inode chunk), among the next few; else the first. Call with mutex_ held.
   std::deque<Batch>::iterator NextBatch() {
-    if (groups_busy_.empty() || group_shift_ == 0) return queue_.begin();
+    if (groups_busy_.empty()) return queue_.begin();
     auto end = queue_.begin() + static_cast<ptrdiff_t>(std::min(queue_.size(), kGroupScan));
     for (auto it = queue_.begin(); it != end; ++it) {
-      if (std::find(groups_busy_.begin(), groups_busy_.end(), it->group) == groups_busy_.end())
-        return it;
+      if (!Busy(it->src_group) && !Busy(it->dst_group)) return it;
     }
     return queue_.begin();
   }
@@ -431,12 +448,18 @@ class TreeCopier {
   // Makes the directory and queues its entries.
   Failure CopyDirectory(const DirFds& dir, const Entry& e) {
     if (mkdirat(dir.dst.get(), e.dst_name(), 0700) != 0) return Fail(errno, "mkdir", e.dst);
+    struct statx copy {};
+    if (dst_shift_ != 0 &&
+        statx(dir.dst.get(), e.dst_name(), AT_SYMLINK_NOFOLLOW, STATX_INO, &copy) != 0)
+      return Fail(errno, "statx", e.dst);
     Fd fd(openat(dir.src.get(), e.src_name(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd.valid()) return Fail(errno, "open", e.src);
-    return ListDirectory(std::move(fd), e);
+    return ListDirectory(std::move(fd), e, copy.stx_ino);
   }
 
-  Failure ListDirectory(Fd fd, Entry e) {
+  // Lists the directory `e` (open as `fd`; its copy is inode `dst_ino`) and
+  // queues its entries in batches.
+  Failure ListDirectory(Fd fd, Entry e, uint64_t dst_ino) {
     DirStream stream;
     if (Failure f = OpenDirStream(std::move(fd), e.src, stream)) return f;
     DIR* dir = stream.get();
@@ -457,12 +480,16 @@ class TreeCopier {
       if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
       children.push_back(std::move(child));
     }
+    uint64_t src_group = GroupOf(parent->st.stx_ino, src_shift_);
+    uint64_t dst_group = GroupOf(dst_ino, dst_shift_);
+    // Groups of the copy apart from those of the source.
+    if (dst_group != kNoGroup) dst_group |= uint64_t{1} << 63;
     std::lock_guard<std::mutex> lock(mutex_);
     dirs_.push_back(parent);
     for (size_t i = 0; i < children.size(); i += kBatchSize) {
       size_t end = std::min(children.size(), i + kBatchSize);
       queue_.push_back(Batch{
-          parent, GroupOf(parent->st),
+          parent, src_group, dst_group,
           std::vector<Entry>(
               std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(i)),
               std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(end)))});
@@ -548,13 +575,14 @@ class TreeCopier {
   const Owner self_;  // who new files belong to
   const mode_t create_mask_;  // the mode bits open(O_CREAT) keeps
   const bool reflink_;  // false: read/write copies only
-  unsigned group_shift_ = 0;  // see AllocationGroupShift
+  unsigned src_shift_ = 0;  // see AllocationGroupShift
+  unsigned dst_shift_ = 0;
 
   std::mutex mutex_;  // guards queue_, busy_, failure_, dirs_
   std::condition_variable wake_;
   std::deque<Batch> queue_;
   unsigned busy_ = 0;
-  std::vector<uint64_t> groups_busy_;  // the group of each batch being copied
+  std::vector<uint64_t> groups_busy_;  // the groups of each batch being copied
   Failure failure_;
   std::vector<std::shared_ptr<const Entry>> dirs_;  // the root first
 

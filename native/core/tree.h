@@ -29,8 +29,9 @@ struct TreeCopyStats {
 // below `src` are copied through. An xattr `dst` cannot store fails the copy.
 // `threads` workers share the work (0: min(4, hardware threads), or one
 // for reflinks into btrfs, which a second worker only slows down); with
-// more than one on xfs, workers prefer directories whose files are in an
-// allocation group no other worker is cloning from. On failure
+// more than one on xfs, workers prefer directories whose files, and whose
+// copies, are in allocation groups no other worker is cloning from or
+// creating in. On failure
 // `dst` is left partly copied for the caller to remove. Paths longer than
 // PATH_MAX fail with ENAMETOOLONG (files are opened by path, see clone.h).
 // With `reflink` false every byte is read and written: no extent is shared
