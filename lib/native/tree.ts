@@ -7,7 +7,7 @@ import type { NativeTreeCopyStats } from './types.js';
 export type TreeCopyStats = NativeTreeCopyStats;
 
 export interface TreeCopyOptions {
-  /** Worker threads inside the one call (1 to 64); absent: min(4, hardware threads). */
+  /** Worker threads inside the one call (1 to 64); absent: min(4, hardware threads), or 1 for reflinks into btrfs (where more only contend for its tree locks). */
   threads?: number;
   /** false: read and write every byte, sharing no extent with `src` (default true: reflink where possible). */
   reflink?: boolean;

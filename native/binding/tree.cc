@@ -15,7 +15,8 @@ namespace {
 constexpr uint32_t kMaxThreads = 64;
 
 // copyTree(src, dst, threads, reflink): threads 0 picks min(4, hardware
-// threads); reflink false copies every byte with read/write.
+// threads), or 1 for reflinks into btrfs; reflink false copies every byte
+// with read/write.
 Napi::Value CopyTreeJs(const Napi::CallbackInfo& info) {
   std::string src = PathArg(info, 0, "src");
   std::string dst = PathArg(info, 1, "dst");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "fs.h"
@@ -71,18 +72,21 @@ Failure NextData(const Files& f, uint64_t from, uint64_t size, uint64_t& start,
 
 // Copies [offset, end) with pread/pwrite; `copied` stops short if the source
 // shrank meanwhile.
-Failure ReadWrite(const Files& f, uint64_t offset, uint64_t end,
-                  std::vector<char>& buf, uint64_t& copied) {
-  buf.resize(kBufferSize);
+Failure ReadWrite(const Files& f, uint64_t offset, uint64_t end, uint64_t& copied) {
+  // No bigger than the run, and not zeroed: filling a 1 MiB vector per file
+  // would cost more than copying a small file does.
+  size_t size = static_cast<size_t>(std::min<uint64_t>(kBufferSize, end - offset));
+  std::unique_ptr<char[]> buffer(new char[size]);
+  char* buf = buffer.get();
   copied = 0;
   while (offset + copied < end) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - offset - copied));
-    ssize_t n = pread(f.in, buf.data(), want, static_cast<off_t>(offset + copied));
+    size_t want = static_cast<size_t>(std::min<uint64_t>(size, end - offset - copied));
+    ssize_t n = pread(f.in, buf, want, static_cast<off_t>(offset + copied));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Fail(errno, "read", f.src);
     if (n == 0) return Ok();
     for (ssize_t done = 0; done < n;) {
-      ssize_t w = pwrite(f.out, buf.data() + done, static_cast<size_t>(n - done),
+      ssize_t w = pwrite(f.out, buf + done, static_cast<size_t>(n - done),
                          static_cast<off_t>(offset + copied + done));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) return Fail(errno, "write", f.dst);
@@ -95,8 +99,8 @@ Failure ReadWrite(const Files& f, uint64_t offset, uint64_t end,
 
 // Copies [offset, end) with copy_file_range, switching `method` to kCopy (and
 // finishing with read/write) when the kernel cannot copy between these files.
-Failure KernelCopy(const Files& f, uint64_t offset, uint64_t end,
-                   CloneMethod& method, std::vector<char>& buf, uint64_t& copied) {
+Failure KernelCopy(const Files& f, uint64_t offset, uint64_t end, CloneMethod& method,
+                   uint64_t& copied) {
   copied = 0;
   while (offset + copied < end) {
     loff_t in_off = static_cast<loff_t>(offset + copied);
@@ -107,7 +111,7 @@ Failure KernelCopy(const Files& f, uint64_t offset, uint64_t end,
     if (n < 0 && Unsupported(errno)) {
       method = CloneMethod::kCopy;
       uint64_t rest = 0;
-      Failure failure = ReadWrite(f, offset + copied, end, buf, rest);
+      Failure failure = ReadWrite(f, offset + copied, end, rest);
       copied += rest;
       return failure;
     }
@@ -121,7 +125,6 @@ Failure KernelCopy(const Files& f, uint64_t offset, uint64_t end,
 // Copies the data runs of the source, leaving its holes as holes, and sets
 // the destination's length (a trailing hole included).
 Failure CopyData(const Files& f, uint64_t size, CloneMethod& method, uint64_t& length) {
-  std::vector<char> buf;
   uint64_t pos = 0;
   while (pos < size) {
     uint64_t start = 0;
@@ -130,8 +133,8 @@ Failure CopyData(const Files& f, uint64_t size, CloneMethod& method, uint64_t& l
     if (start >= end) break;
     uint64_t copied = 0;
     Failure failure = method == CloneMethod::kCopyFileRange
-                          ? KernelCopy(f, start, end, method, buf, copied)
-                          : ReadWrite(f, start, end, buf, copied);
+                          ? KernelCopy(f, start, end, method, copied)
+                          : ReadWrite(f, start, end, copied);
     if (failure) return failure;
     if (copied < end - start) {  // the source shrank while we copied it
       size = start + copied;
@@ -146,7 +149,7 @@ Failure CopyData(const Files& f, uint64_t size, CloneMethod& method, uint64_t& l
 
 Failure Transfer(const Files& f, uint64_t size, CloneMode mode, CloneMethod& used,
                  uint64_t& length) {
-  if (mode != CloneMode::kCopy) {
+  if (mode == CloneMode::kAuto || mode == CloneMode::kReflink) {
     if (ioctl(f.out, FICLONE, f.in) == 0) {
       used = CloneMethod::kFiclone;
       length = size;
@@ -155,11 +158,16 @@ Failure Transfer(const Files& f, uint64_t size, CloneMode mode, CloneMethod& use
     if (mode == CloneMode::kReflink || !Unsupported(errno))
       return Fail(errno, "ficlone", f.src, f.dst);
   }
-  used = mode == CloneMode::kAuto ? CloneMethod::kCopyFileRange : CloneMethod::kCopy;
+  used = mode == CloneMode::kCopy ? CloneMethod::kCopy : CloneMethod::kCopyFileRange;
   return CopyData(f, size, used, length);
 }
 
 }  // namespace
+
+Failure CloneData(int in, int out, uint64_t size, CloneMode mode, CloneMethod& used,
+                  uint64_t& bytes, const std::string& src, const std::string& dst) {
+  return Transfer(Files{in, out, src, dst}, size, mode, used, bytes);
+}
 
 Failure CloneFile(const std::string& src, const std::string& dst, CloneMode mode,
                   CloneMethod& used, uint64_t& bytes) {

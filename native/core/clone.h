@@ -8,8 +8,10 @@
 
 namespace strata {
 
-// kAuto tries each method in turn; kReflink only FICLONE; kCopy only read/write.
-enum class CloneMode { kAuto, kReflink, kCopy };
+// kAuto tries each method in turn; kReflink only FICLONE; kCopy only
+// read/write; kNoReflink copy_file_range, then read/write (kAuto once FICLONE
+// is known to fail).
+enum class CloneMode { kAuto, kReflink, kCopy, kNoReflink };
 enum class CloneMethod { kFiclone, kCopyFileRange, kCopy };
 
 const char* CloneMethodName(CloneMethod method);
@@ -19,6 +21,14 @@ const char* CloneMethodName(CloneMethod method);
 // stay sparse. On failure `dst` is removed. `bytes` is the file's length.
 Failure CloneFile(const std::string& src, const std::string& dst, CloneMode mode,
                   CloneMethod& used, uint64_t& bytes);
+
+// The data step of CloneFile on open files: copies the regular file open for
+// reading as `in`, `size` bytes long when the caller looked, into the empty
+// file open for writing as `out`. `out` keeps its mode and stays on failure.
+// `in` must not be in O_NONBLOCK mode unless `mode` is kReflink. `src` and
+// `dst` only name the files in errors.
+Failure CloneData(int in, int out, uint64_t size, CloneMode mode, CloneMethod& used,
+                  uint64_t& bytes, const std::string& src, const std::string& dst);
 
 // FICLONERANGE: shares `length` bytes of `src_fd` at `src_offset` into
 // `dst` (opened, or created, for writing) at `dst_offset`; a length of 0 means

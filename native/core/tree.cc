@@ -3,11 +3,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -34,11 +40,59 @@ constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
 // for one directory's lock.
 constexpr size_t kBatchSize = 256;
 
+// How far down the queue a worker looks for a batch in allocation groups no
+// other worker is in.
+constexpr size_t kGroupScan = 64;
+
+// One entry to copy: full paths (for errors, and the few calls that have no
+// form relative to a directory fd), and its name, the tail of both.
 struct Entry {
   std::string src;
   std::string dst;
+  size_t name_length;
   struct statx st;
+
+  const char* src_name() const { return src.c_str() + src.size() - name_length; }
+  const char* dst_name() const { return dst.c_str() + dst.size() - name_length; }
 };
+
+// Entries of one directory; the worker opens the directory (source and
+// copy) once per batch and works relative to those fds: no path walks.
+struct Batch {
+  std::shared_ptr<const Entry> dir;
+  // The allocation groups of the directory and of its copy, so of most of
+  // the files and their data (see AllocationGroupShift); kNoGroup if none.
+  uint64_t src_group;
+  uint64_t dst_group;
+  std::vector<Entry> entries;
+};
+
+// Files up to this long whose blocks cover their length (no holes to keep)
+// are copied with one read and one write: no hole search, no truncate, and
+// cheaper than copy_file_range, which ext4 does by splicing page by page.
+constexpr uint64_t kSmallCopy = 64 * 1024;
+
+// Copies the first `size` bytes of `in` (fewer if it shrank) to the empty `out`.
+Failure CopySmall(int in, int out, uint64_t size, const Entry& e, uint64_t& bytes) {
+  if (size == 0) return Ok();
+  std::unique_ptr<char[]> buf(new char[size]);
+  uint64_t length = 0;
+  while (length < size) {
+    ssize_t n = pread(in, buf.get() + length, size - length, static_cast<off_t>(length));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Fail(errno, "read", e.src);
+    if (n == 0) break;
+    length += static_cast<uint64_t>(n);
+  }
+  for (uint64_t done = 0; done < length;) {
+    ssize_t n = pwrite(out, buf.get() + done, length - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Fail(errno, "write", e.dst);
+    done += static_cast<uint64_t>(n);
+  }
+  bytes += length;
+  return Ok();
+}
 
 struct Owner {
   uid_t uid;
@@ -61,10 +115,14 @@ bool ReflinkImpossible(int err) {
 // share between nodatacow and datacow files).
 bool ReflinkRefused(int err) { return err == EINVAL; }
 
-Failure ReadLink(const Entry& e, std::string& target) {
+struct timespec Timespec(const struct statx_timestamp& t) {
+  return {static_cast<time_t>(t.tv_sec), static_cast<long>(t.tv_nsec)};
+}
+
+Failure ReadLink(int dirfd, const Entry& e, std::string& target) {
   std::vector<char> buf(std::max<uint64_t>(e.st.stx_size, 255) + 1);
   for (;;) {
-    ssize_t n = readlink(e.src.c_str(), buf.data(), buf.size());
+    ssize_t n = readlinkat(dirfd, e.src_name(), buf.data(), buf.size());
     if (n < 0) return Fail(errno, "readlink", e.src);
     if (static_cast<size_t>(n) < buf.size()) {
       target.assign(buf.data(), static_cast<size_t>(n));
@@ -89,45 +147,176 @@ Failure CopyXattrs(const std::string& src, const std::string& dst) {
   return Ok();
 }
 
+// Reads into `small` if it fits, else into `big` (sized by asking first, again
+// while the answer keeps growing). `call(buf, size)` is the syscall.
+template <typename Call>
+ssize_t ReadSized(char* small, size_t small_size, std::vector<char>& big, const char*& out,
+                  Call call) {
+  ssize_t n = call(small, small_size);
+  out = small;
+  while (n < 0 && errno == ERANGE) {
+    n = call(nullptr, 0);
+    if (n < 0) break;
+    big.resize(static_cast<size_t>(n) + 1);
+    n = call(big.data(), big.size());
+    out = big.data();
+  }
+  return n;
+}
+
+// The xattrs of the open file `in` onto `out`: one flistxattr into a stack
+// buffer for the usual file that has none.
+Failure CopyXattrsFd(int in, int out, const Entry& e) {
+  char list_buf[1024];
+  std::vector<char> list_big;
+  const char* list = nullptr;
+  ssize_t length = ReadSized(list_buf, sizeof list_buf, list_big, list,
+                             [in](char* buf, size_t size) { return flistxattr(in, buf, size); });
+  if (length < 0) return Fail(errno, "flistxattr", e.src);
+  char value_buf[4096];
+  std::vector<char> value_big;
+  // The list is a sequence of NUL-terminated names.
+  for (const char* name = list; name < list + length; name += strlen(name) + 1) {
+    const char* value = nullptr;
+    ssize_t size = ReadSized(value_buf, sizeof value_buf, value_big, value,
+                             [in, name](char* buf, size_t size) {
+                               return fgetxattr(in, name, buf, size);
+                             });
+    if (size < 0 && errno == ENODATA) continue;  // removed since the listing
+    if (size < 0) return Fail(errno, "fgetxattr", e.src);
+    if (fsetxattr(out, name, value, static_cast<size_t>(size), 0) != 0)
+      return Fail(errno, "fsetxattr", e.dst);
+  }
+  return Ok();
+}
+
 // Owner, then mode (chown clears setuid), then xattrs (chown clears
-// security.capability), then timestamps (each of the above changes ctime only).
-// New files belong to `self` already, and CloneFile gave them their exact
-// mode: those calls are skipped when they would change nothing.
-Failure CopyMetadata(const Entry& e, bool mode_set, const Owner& self) {
+// security.capability), then timestamps (each of the above changes ctime only),
+// for an entry that cannot be opened (symlink, device, fifo, socket) or a
+// directory, by name in `dst_dirfd`, or by path with AT_FDCWD. New entries
+// belong to `self` already; `mode_set`: the entry has its exact mode.
+Failure CopyMetadata(const Entry& e, int dst_dirfd, bool mode_set, const Owner& self) {
   const struct statx& st = e.st;
-  const char* dst = e.dst.c_str();
+  const char* dst = dst_dirfd == AT_FDCWD ? e.dst.c_str() : e.dst_name();
   bool chowned = st.stx_uid != self.uid || st.stx_gid != self.gid;
-  if (chowned && lchown(dst, st.stx_uid, st.stx_gid) != 0) return Fail(errno, "lchown", e.dst);
+  if (chowned && fchownat(dst_dirfd, dst, st.stx_uid, st.stx_gid, AT_SYMLINK_NOFOLLOW) != 0)
+    return Fail(errno, "lchown", e.dst);
   bool is_link = S_ISLNK(st.stx_mode);
-  if (!is_link && (chowned || !mode_set) && chmod(dst, st.stx_mode & 07777) != 0)
+  if (!is_link && (chowned || !mode_set) && fchmodat(dst_dirfd, dst, st.stx_mode & 07777, 0) != 0)
     return Fail(errno, "chmod", e.dst);
   if (Failure f = CopyXattrs(e.src, e.dst)) return f;
-  struct timespec times[2] = {
-      {static_cast<time_t>(st.stx_atime.tv_sec), static_cast<long>(st.stx_atime.tv_nsec)},
-      {static_cast<time_t>(st.stx_mtime.tv_sec), static_cast<long>(st.stx_mtime.tv_nsec)},
-  };
-  if (utimensat(AT_FDCWD, dst, times, AT_SYMLINK_NOFOLLOW) != 0)
+  struct timespec times[2] = {Timespec(st.stx_atime), Timespec(st.stx_mtime)};
+  if (utimensat(dst_dirfd, dst, times, AT_SYMLINK_NOFOLLOW) != 0)
     return Fail(errno, "utimensat", e.dst);
   return Ok();
 }
 
-Failure MakeSpecial(const Entry& e) {
+Failure MakeSpecial(int dst_dirfd, const Entry& e) {
   mode_t type = e.st.stx_mode & S_IFMT;
-  NodeType node = type == S_IFCHR   ? NodeType::kChar
-                  : type == S_IFBLK ? NodeType::kBlock
-                  : type == S_IFIFO ? NodeType::kFifo
-                                    : NodeType::kSocket;
-  return MakeNode(e.dst, node, e.st.stx_mode & 07777, e.st.stx_rdev_major,
-                  e.st.stx_rdev_minor);
+  dev_t dev = type == S_IFCHR || type == S_IFBLK
+                  ? makedev(e.st.stx_rdev_major, e.st.stx_rdev_minor)
+                  : 0;
+  if (mknodat(dst_dirfd, e.dst_name(), type | (e.st.stx_mode & 07777), dev) != 0)
+    return Fail(errno, "mknod", e.dst);
+  return Ok();
 }
+
+// The bits of a mode that open(O_CREAT) keeps: those the umask does not clear.
+// A default ACL on the destination replaces the umask: then nothing is trusted.
+mode_t CreateMask(const std::string& dst) {
+  if (lgetxattr(dst.c_str(), "system.posix_acl_default", nullptr, 0) >= 0) return 0;
+  // The umask, without setting it (umask(2) only swaps, and other threads
+  // of the process create files too).
+  FILE* status = fopen("/proc/self/status", "re");
+  if (status == nullptr) return 0;
+  mode_t mask = 0;
+  char line[256];
+  while (fgets(line, sizeof line, status) != nullptr) {
+    unsigned umask_value = 0;
+    if (sscanf(line, "Umask: %o", &umask_value) == 1) {
+      mask = 07777 & ~static_cast<mode_t>(umask_value);
+      break;
+    }
+  }
+  fclose(status);
+  return mask;
+}
+
+// xfs's XFS_IOC_FSGEOMETRY_V1 (from xfs_fs.h, not in every system's headers).
+struct XfsGeometryV1 {
+  uint32_t blocksize;
+  uint32_t rtextsize;
+  uint32_t agblocks;
+  uint32_t agcount;
+  uint32_t logblocks;
+  uint32_t sectsize;
+  uint32_t inodesize;
+  uint32_t imaxpct;
+  uint64_t datablocks;
+  uint64_t rtblocks;
+  uint64_t rtextents;
+  uint64_t logstart;
+  unsigned char uuid[16];
+  uint32_t sunit;
+  uint32_t swidth;
+  int32_t version;
+  uint32_t flags;
+  uint32_t logsectsize;
+  uint32_t rtsectsize;
+  uint32_t dirblocksize;
+};
+constexpr unsigned long kXfsIocFsGeometryV1 = _IOR('X', 100, struct XfsGeometryV1);
+constexpr long kXfsMagic = 0x58465342;
+
+constexpr uint64_t kNoGroup = ~uint64_t{0};
+
+// How to tell a file's allocation group from its inode number: the shift that
+// leaves the group (0: no groups worth telling apart). On xfs a reflink
+// updates the reference counts of the shared extent under the lock of its
+// allocation group's AGF, and a create allocates the inode under the lock of
+// its group's AGI, so two workers cloning from one group, or creating in one,
+// take turns. An xfs inode number is the group, then the inode within it, and
+// files (with their data) are placed in their directory's group.
+unsigned AllocationGroupShift(int dirfd) {
+  struct statfs fs {};
+  if (fstatfs(dirfd, &fs) != 0 || fs.f_type != kXfsMagic) return 0;
+  XfsGeometryV1 geometry {};
+  if (ioctl(dirfd, kXfsIocFsGeometryV1, &geometry) != 0 || geometry.agcount < 2 ||
+      geometry.inodesize == 0 || geometry.blocksize < geometry.inodesize)
+    return 0;
+  auto log2_ceil = [](uint64_t n) {
+    unsigned log = 0;
+    while ((uint64_t{1} << log) < n) log++;
+    return log;
+  };
+  // sb_agblklog + sb_inopblog, as xfs computes them.
+  return log2_ceil(geometry.agblocks) + log2_ceil(geometry.blocksize / geometry.inodesize);
+}
+
+// An open directory pair for one batch.
+struct DirFds {
+  Fd src;
+  Fd dst;
+};
 
 class TreeCopier {
  public:
-  TreeCopier(InodeKey dst_root, uint64_t dst_mount, Owner self, bool reflink)
-      : dst_root_(dst_root), dst_mount_(dst_mount), self_(self), reflink_(reflink) {}
+  TreeCopier(InodeKey dst_root, uint64_t dst_mount, Owner self, mode_t create_mask, bool reflink)
+      : dst_root_(dst_root),
+        dst_mount_(dst_mount),
+        self_(self),
+        create_mask_(create_mask),
+        reflink_(reflink) {}
 
   Failure Run(Entry root, unsigned threads, TreeCopyStats& total) {
-    if (Failure f = CopyDirectory(root, false)) return f;
+    Fd root_fd(open(root.src.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!root_fd.valid()) return Fail(errno, "open", root.src);
+    if (threads > 1 && reflink_) {
+      src_shift_ = AllocationGroupShift(root_fd.get());
+      Fd dst_fd(open(root.dst.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (dst_fd.valid()) dst_shift_ = AllocationGroupShift(dst_fd.get());
+    }
+    if (Failure f = ListDirectory(std::move(root_fd), std::move(root), dst_root_.second)) return f;
     std::vector<TreeCopyStats> stats(threads);
     std::vector<std::thread> workers;
     int spawn_error = 0;
@@ -139,7 +328,7 @@ class TreeCopier {
       }
     }
     for (std::thread& worker : workers) worker.join();
-    if (workers.empty()) return Fail(spawn_error, "pthread_create", root.src);
+    if (workers.empty()) return Fail(spawn_error, "pthread_create", dirs_.front()->src);
     if (failure_) return failure_;
 
     // Every first name of a linked inode is complete now.
@@ -147,8 +336,8 @@ class TreeCopier {
       if (link(first.c_str(), dst.c_str()) != 0) return Fail(errno, "link", first, dst);
     }
     // Directories last: creating their entries changed their timestamps.
-    for (const Entry& dir : dirs_) {
-      if (Failure f = CopyMetadata(dir, false, self_)) return f;
+    for (const std::shared_ptr<const Entry>& dir : dirs_) {
+      if (Failure f = CopyMetadata(*dir, AT_FDCWD, false, self_)) return f;
     }
     for (const TreeCopyStats& s : stats) {
       total.files += s.files;
@@ -170,44 +359,81 @@ class TreeCopier {
     for (;;) {
       wake_.wait(lock, [&] { return failure_ || !queue_.empty() || busy_ == 0; });
       if (failure_ || queue_.empty()) break;  // failed, or nothing left anywhere
-      std::vector<Entry> batch = std::move(queue_.front());
-      queue_.pop_front();
+      auto next = NextBatch();
+      Batch batch = std::move(*next);
+      queue_.erase(next);
       busy_++;
+      groups_busy_.push_back(batch.src_group);
+      groups_busy_.push_back(batch.dst_group);
       lock.unlock();
-      Failure failure;
-      for (const Entry& entry : batch) {
-        failure = Copy(entry, stats);
-        if (failure) break;
-      }
+      Failure failure = CopyBatch(batch, stats);
       lock.lock();
       busy_--;
+      groups_busy_.erase(std::find(groups_busy_.begin(), groups_busy_.end(), batch.src_group));
+      groups_busy_.erase(std::find(groups_busy_.begin(), groups_busy_.end(), batch.dst_group));
       if (failure && !failure_) failure_ = std::move(failure);
       if (failure_ || (queue_.empty() && busy_ == 0)) wake_.notify_all();
     }
     wake_.notify_all();
   }
 
-  Failure Copy(const Entry& e, TreeCopyStats& stats) {
+  static uint64_t GroupOf(uint64_t ino, unsigned shift) {
+    return shift == 0 ? kNoGroup : ino >> shift;
+  }
+
+  bool Busy(uint64_t group) const {
+    return group != kNoGroup &&
+           std::find(groups_busy_.begin(), groups_busy_.end(), group) != groups_busy_.end();
+  }
+
+  // The first queued batch whose groups no other worker is busy with (source
+  // and copy apart: they meet in one AGF only when a create needs a new
+  // inode chunk), among the next few; else the first. Call with mutex_ held.
+  std::deque<Batch>::iterator NextBatch() {
+    if (groups_busy_.empty()) return queue_.begin();
+    auto end = queue_.begin() + static_cast<ptrdiff_t>(std::min(queue_.size(), kGroupScan));
+    for (auto it = queue_.begin(); it != end; ++it) {
+      if (!Busy(it->src_group) && !Busy(it->dst_group)) return it;
+    }
+    return queue_.begin();
+  }
+
+  Failure CopyBatch(const Batch& batch, TreeCopyStats& stats) {
+    // O_PATH: only ever a base for *at() calls. The directories were made
+    // or listed a moment ago; the fds last only as long as the batch.
+    DirFds dir{Fd(open(batch.dir->src.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)),
+               Fd(open(batch.dir->dst.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))};
+    if (!dir.src.valid()) return Fail(errno, "open", batch.dir->src);
+    if (!dir.dst.valid()) return Fail(errno, "open", batch.dir->dst);
+    for (const Entry& entry : batch.entries) {
+      if (Failure f = Copy(dir, entry, stats)) return f;
+    }
+    return Ok();
+  }
+
+  Failure Copy(const DirFds& dir, const Entry& e, TreeCopyStats& stats) {
     mode_t type = e.st.stx_mode & S_IFMT;
     if (type == S_IFDIR) {
       stats.dirs++;
-      return CopyDirectory(e, true);
+      return CopyDirectory(dir, e);
     }
     if (e.st.stx_nlink > 1 && !FirstLink(e)) return Ok();
-    bool mode_set = type == S_IFREG;
     if (type == S_IFREG) {
-      if (Failure f = CopyFileData(e, stats)) return f;
+      if (Failure f = CopyFile(dir, e, stats)) return f;
       stats.files++;
-    } else if (type == S_IFLNK) {
+      return Ok();
+    }
+    if (type == S_IFLNK) {
       std::string target;
-      if (Failure f = ReadLink(e, target)) return f;
-      if (symlink(target.c_str(), e.dst.c_str()) != 0) return Fail(errno, "symlink", e.dst);
+      if (Failure f = ReadLink(dir.src.get(), e, target)) return f;
+      if (symlinkat(target.c_str(), dir.dst.get(), e.dst_name()) != 0)
+        return Fail(errno, "symlink", e.dst);
       stats.symlinks++;
     } else {
-      if (Failure f = MakeSpecial(e)) return f;
+      if (Failure f = MakeSpecial(dir.dst.get(), e)) return f;
       stats.specials++;
     }
-    return CopyMetadata(e, mode_set, self_);
+    return CopyMetadata(e, dir.dst.get(), false, self_);
   }
 
   // Whether `e` is the first name seen of its inode; later names are linked
@@ -219,85 +445,127 @@ class TreeCopier {
     return inserted;
   }
 
-  // Makes the directory (unless it is the existing root) and queues its entries.
-  Failure CopyDirectory(const Entry& e, bool make) {
-    if (make && mkdir(e.dst.c_str(), 0700) != 0) return Fail(errno, "mkdir", e.dst);
-    Fd dir_fd(open(e.src.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir_fd.valid()) return Fail(errno, "open", e.src);
+  // Makes the directory and queues its entries.
+  Failure CopyDirectory(const DirFds& dir, const Entry& e) {
+    if (mkdirat(dir.dst.get(), e.dst_name(), 0700) != 0) return Fail(errno, "mkdir", e.dst);
+    struct statx copy {};
+    if (dst_shift_ != 0 &&
+        statx(dir.dst.get(), e.dst_name(), AT_SYMLINK_NOFOLLOW, STATX_INO, &copy) != 0)
+      return Fail(errno, "statx", e.dst);
+    Fd fd(openat(dir.src.get(), e.src_name(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return Fail(errno, "open", e.src);
+    return ListDirectory(std::move(fd), e, copy.stx_ino);
+  }
+
+  // Lists the directory `e` (open as `fd`; its copy is inode `dst_ino`) and
+  // queues its entries in batches.
+  Failure ListDirectory(Fd fd, Entry e, uint64_t dst_ino) {
+    DirStream stream;
+    if (Failure f = OpenDirStream(std::move(fd), e.src, stream)) return f;
+    DIR* dir = stream.get();
+    auto parent = std::make_shared<const Entry>(std::move(e));
     std::vector<Entry> children;
-    if (Failure f = ListDirectory(std::move(dir_fd), e, children)) return f;
+    for (;;) {
+      errno = 0;
+      struct dirent* d = readdir(dir);
+      if (d == nullptr) {
+        if (errno != 0) return Fail(errno, "readdir", parent->src);
+        break;
+      }
+      if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+      size_t length = strlen(d->d_name);
+      Entry child{parent->src + "/" + d->d_name, parent->dst + "/" + d->d_name, length, {}};
+      if (statx(dirfd(dir), d->d_name, AT_SYMLINK_NOFOLLOW, kStatxMask, &child.st) != 0)
+        return Fail(errno, "statx", child.src);
+      if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
+      children.push_back(std::move(child));
+    }
+    uint64_t src_group = GroupOf(parent->st.stx_ino, src_shift_);
+    uint64_t dst_group = GroupOf(dst_ino, dst_shift_);
+    // Groups of the copy apart from those of the source.
+    if (dst_group != kNoGroup) dst_group |= uint64_t{1} << 63;
     std::lock_guard<std::mutex> lock(mutex_);
-    dirs_.push_back(e);
+    dirs_.push_back(parent);
     for (size_t i = 0; i < children.size(); i += kBatchSize) {
       size_t end = std::min(children.size(), i + kBatchSize);
-      queue_.emplace_back(std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(i)),
-                          std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(end)));
+      queue_.push_back(Batch{
+          parent, src_group, dst_group,
+          std::vector<Entry>(
+              std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(i)),
+              std::make_move_iterator(children.begin() + static_cast<ptrdiff_t>(end)))});
     }
     wake_.notify_all();
     return Ok();
   }
 
-  Failure ListDirectory(Fd fd, const Entry& e, std::vector<Entry>& children) {
-    DirStream stream;
-    if (Failure f = OpenDirStream(std::move(fd), e.src, stream)) return f;
-    DIR* dir = stream.get();
-    Failure failure;
-    for (;;) {
-      errno = 0;
-      struct dirent* d = readdir(dir);
-      if (d == nullptr) {
-        if (errno != 0) failure = Fail(errno, "readdir", e.src);
-        break;
-      }
-      if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
-      Entry child{e.src + "/" + d->d_name, e.dst + "/" + d->d_name, {}};
-      if (statx(dirfd(dir), d->d_name, AT_SYMLINK_NOFOLLOW, kStatxMask, &child.st) != 0) {
-        failure = Fail(errno, "statx", child.src);
-        break;
-      }
-      if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
-      children.push_back(std::move(child));
-    }
-    return failure;
+  // A regular file, opened (never followed, and never blocking on a fifo put
+  // in its place) and copied, then its metadata set on the open copy.
+  Failure CopyFile(const DirFds& dir, const Entry& e, TreeCopyStats& stats) {
+    Fd in(openat(dir.src.get(), e.src_name(),
+                 O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC));
+    if (!in.valid()) return Fail(errno, "open", e.src);
+    mode_t perm = e.st.stx_mode & 07777;
+    Fd out(openat(dir.dst.get(), e.dst_name(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, perm));
+    if (!out.valid()) return Fail(errno, "open", e.dst);
+    if (Failure f = CopyFileData(in.get(), out.get(), e, stats)) return f;
+    const struct statx& sx = e.st;
+    bool chowned = sx.stx_uid != self_.uid || sx.stx_gid != self_.gid;
+    if (chowned && fchown(out.get(), sx.stx_uid, sx.stx_gid) != 0)
+      return Fail(errno, "fchown", e.dst);
+    // open() applied the umask, and chown cleared setuid and setgid.
+    bool exact = (perm & create_mask_) == perm && !(chowned && (perm & (S_ISUID | S_ISGID)));
+    if (!exact && fchmod(out.get(), perm) != 0) return Fail(errno, "fchmod", e.dst);
+    if (Failure f = CopyXattrsFd(in.get(), out.get(), e)) return f;
+    struct timespec times[2] = {Timespec(sx.stx_atime), Timespec(sx.stx_mtime)};
+    if (futimens(out.get(), times) != 0) return Fail(errno, "utimensat", e.dst);
+    return Ok();
   }
 
   // Reflink first, per file. Errors that hold for a whole pair of mounts are
   // remembered so that later files skip the attempt; errors about one file
   // only make that file fall back.
-  Failure CopyFileData(const Entry& e, TreeCopyStats& stats) {
-    CloneMethod used = CloneMethod::kCopy;
-    uint64_t bytes = 0;
-    if (!reflink_) {
-      if (Failure f = CloneFile(e.src, e.dst, CloneMode::kCopy, used, bytes)) return f;
-      stats.bytes += bytes;
-      stats.copied++;
-      return Ok();
-    }
+  Failure CopyFileData(int in, int out, const Entry& e, TreeCopyStats& stats) {
+    bool try_reflink = reflink_;
     std::pair<uint64_t, uint64_t> mounts{e.st.stx_mnt_id, dst_mount_};
-    bool try_reflink;
-    {
+    if (try_reflink) {
       std::lock_guard<std::mutex> lock(links_mutex_);
       try_reflink = no_reflink_.count(mounts) == 0;
     }
+    int reflink_error = 0;
     if (try_reflink) {
-      Failure f = CloneFile(e.src, e.dst, CloneMode::kReflink, used, bytes);
-      if (!f) {
+      // FICLONE refuses anything but a regular file (EINVAL), so a clone
+      // needs no fstat to know that no fifo or device took the file's place.
+      if (ioctl(out, FICLONE, in) == 0) {
         stats.reflinked++;
-        stats.bytes += bytes;
+        stats.bytes += e.st.stx_size;
         return Ok();
       }
-      bool ficlone = strcmp(f.syscall, "ficlone") == 0;
-      if (ficlone && ReflinkImpossible(f.err)) {
+      reflink_error = errno;
+    }
+    struct stat st {};
+    if (fstat(in, &st) != 0) return Fail(errno, "fstat", e.src);
+    if (!S_ISREG(st.st_mode)) return Fail(EINVAL, "copyfile", e.src, e.dst);  // replaced
+    if (reflink_error != 0) {
+      if (ReflinkImpossible(reflink_error)) {
         std::lock_guard<std::mutex> lock(links_mutex_);
         no_reflink_.insert(mounts);
-      } else if (!ficlone || !ReflinkRefused(f.err)) {
-        return f;
+      } else if (!ReflinkRefused(reflink_error)) {
+        return Fail(reflink_error, "ficlone", e.src, e.dst);
       }
     }
-    if (Failure f = CloneFile(e.src, e.dst, CloneMode::kAuto, used, bytes)) return f;
+    // Reading and copy_file_range must not see O_NONBLOCK.
+    if (fcntl(in, F_SETFL, 0) != 0) return Fail(errno, "fcntl", e.src);
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size <= kSmallCopy && static_cast<uint64_t>(st.st_blocks) * 512 >= size) {
+      stats.copied++;
+      return CopySmall(in, out, size, e, stats.bytes);
+    }
+    CloneMethod used = CloneMethod::kCopy;
+    uint64_t bytes = 0;
+    CloneMode mode = reflink_ ? CloneMode::kNoReflink : CloneMode::kCopy;
+    if (Failure f = CloneData(in, out, size, mode, used, bytes, e.src, e.dst)) return f;
     stats.bytes += bytes;
-    if (used == CloneMethod::kFiclone) stats.reflinked++;
-    else if (used == CloneMethod::kCopyFileRange) stats.copy_ranged++;
+    if (used == CloneMethod::kCopyFileRange) stats.copy_ranged++;
     else stats.copied++;
     return Ok();
   }
@@ -305,20 +573,36 @@ class TreeCopier {
   const InodeKey dst_root_;
   const uint64_t dst_mount_;
   const Owner self_;  // who new files belong to
+  const mode_t create_mask_;  // the mode bits open(O_CREAT) keeps
   const bool reflink_;  // false: read/write copies only
+  unsigned src_shift_ = 0;  // see AllocationGroupShift
+  unsigned dst_shift_ = 0;
 
   std::mutex mutex_;  // guards queue_, busy_, failure_, dirs_
   std::condition_variable wake_;
-  std::deque<std::vector<Entry>> queue_;
+  std::deque<Batch> queue_;
   unsigned busy_ = 0;
+  std::vector<uint64_t> groups_busy_;  // the groups of each batch being copied
   Failure failure_;
-  std::vector<Entry> dirs_;
+  std::vector<std::shared_ptr<const Entry>> dirs_;  // the root first
 
   std::mutex links_mutex_;  // guards first_links_, links_, no_reflink_
   std::map<InodeKey, std::string> first_links_;
   std::vector<std::pair<std::string, std::string>> links_;  // (first copy, new name)
   std::set<std::pair<uint64_t, uint64_t>> no_reflink_;      // (src mount, dst mount)
 };
+
+// How many workers a copy into `dst` gets when the caller leaves it to us:
+// min(4, hardware threads), but one for reflinks into btrfs, where every
+// create and clone in a subvolume modifies the one tree of that subvolume
+// and a second worker mostly waits for its locks (measured with 2 workers:
+// each spent more time blocked in btrfs_tree_lock/btrfs_tree_read_lock than
+// it saved; the copy took longer, and more CPU, than with one).
+unsigned AutoThreads(const std::string& dst, bool reflink) {
+  struct statfs fs {};
+  if (reflink && statfs(dst.c_str(), &fs) == 0 && fs.f_type == BTRFS_SUPER_MAGIC) return 1;
+  return std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
+}
 
 // Makes `dst` if missing; an existing one must be an empty directory.
 Failure PrepareDestination(const std::string& dst) {
@@ -350,7 +634,7 @@ Failure PrepareDestination(const std::string& dst) {
 
 Failure CopyTree(const std::string& src, const std::string& dst, unsigned threads, bool reflink,
                  TreeCopyStats& stats) {
-  Entry root{src, dst, {}};
+  Entry root{src, dst, 0, {}};
   if (statx(AT_FDCWD, src.c_str(), 0, kStatxMask, &root.st) != 0)
     return Fail(errno, "statx", src);
   if (!S_ISDIR(root.st.stx_mode)) return Fail(ENOTDIR, "copytree", src, dst);
@@ -365,8 +649,8 @@ Failure CopyTree(const std::string& src, const std::string& dst, unsigned thread
     return Fail(errno, "statx", dst);
   if (KeyOf(dst_st) == KeyOf(root.st)) return Fail(EINVAL, "copytree", src, dst);
 
-  if (threads == 0) threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
-  TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id, self, reflink);
+  if (threads == 0) threads = AutoThreads(dst, reflink);
+  TreeCopier copier(KeyOf(dst_st), dst_st.stx_mnt_id, self, CreateMask(dst), reflink);
   return copier.Run(std::move(root), threads, stats);
 }
 

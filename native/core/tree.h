@@ -27,7 +27,11 @@ struct TreeCopyStats {
 // the filesystem can, else copied in the kernel, else read and written,
 // decided per file. Symlinks inside `src` are copied, never followed; mounts
 // below `src` are copied through. An xattr `dst` cannot store fails the copy.
-// `threads` workers share the work (0: min(4, hardware threads)). On failure
+// `threads` workers share the work (0: min(4, hardware threads), or one
+// for reflinks into btrfs, which a second worker only slows down); with
+// more than one on xfs, workers prefer directories whose files, and whose
+// copies, are in allocation groups no other worker is cloning from or
+// creating in. On failure
 // `dst` is left partly copied for the caller to remove. Paths longer than
 // PATH_MAX fail with ENAMETOOLONG (files are opened by path, see clone.h).
 // With `reflink` false every byte is read and written: no extent is shared

@@ -95,6 +95,19 @@ function makeTree(root: string): number {
   mknodSync(join(root, 'socket'), 'socket', 0o700);
   whiteoutSync(join(root, 'dir/whiteout'));
 
+  // Modes open() would not give a new file (the umask clears 0o022), and a
+  // setuid bit without the chown that makes the copier set the mode again.
+  file('all-write', 'w');
+  chmodSync(join(root, 'all-write'), 0o666);
+  file('setuid-root', 'r');
+  chmodSync(join(root, 'setuid-root'), 0o4755);
+  file('sticky', 's');
+  chmodSync(join(root, 'sticky'), 0o1777);
+  // A small file with a hole: 4 KiB of data in 60 KiB.
+  writeFileSync(join(root, 'small-sparse'), Buffer.alloc(4096, 3));
+  execFileSync('truncate', ['-s', '60K', join(root, 'small-sparse')]);
+  files++;
+
   // 4 KiB of data at 0 and at 24 MiB in a 32 MiB file: holes elsewhere.
   const fd = openSync(join(root, 'sparse'), 'w');
   writeSync(fd, Buffer.alloc(4096, 1), 0, 4096, 0);
@@ -182,6 +195,13 @@ function expectCounts(stats: TreeCopyStats, files: number): void {
   expect(stats.reflinked + stats.copyRanged + stats.copied).to.equal(files);
 }
 
+/** The sparse files of makeTree are as sparse in the copy. */
+function expectHolesKept(src: string, dst: string): void {
+  for (const name of ['sparse', 'small-sparse']) {
+    expect(statSync(join(dst, name)).blocks, name).to.equal(statSync(join(src, name)).blocks);
+  }
+}
+
 function syncFs(path: string): void {
   execFileSync('sync', ['-f', path]);
 }
@@ -201,16 +221,20 @@ describe('native tree copy', function () {
       const files = makeTree(src);
       // Some real data, to see that reflinks do not take space.
       writeFileSync(join(src, 'dir/big'), Buffer.alloc(48 * MiB, 0x5a));
+      // An xattr value and a list of names longer than the copier's buffers on the stack.
+      writeFileSync(join(src, 'xattrs'), 'x');
+      setXattrSync(join(src, 'xattrs'), 'trusted.big', Buffer.alloc(10_000, 3));
+      for (let i = 0; i < 40; i++) setXattrSync(join(src, 'xattrs'), `trusted.a-longer-name-${i}`, String(i));
       syncFs(mnt);
       const freeBefore = statfsSync(mnt).blocksAvailable * statfsSync(mnt).blockSize;
 
       const dst = join(mnt, 'dst');
       const stats = await copyTree(src, dst);
-      expectCounts(stats, files + 1);
-      expect(stats).to.include({ reflinked: files + 1, copyRanged: 0, copied: 0 });
-      expect(stats.bytes).to.equal(32 * MiB + 48 * MiB + 300_000 + 63);
+      expectCounts(stats, files + 2);
+      expect(stats).to.include({ reflinked: files + 2, copyRanged: 0, copied: 0 });
+      expect(stats.bytes).to.equal(32 * MiB + 48 * MiB + 60 * 1024 + 300_000 + 67);
       expectSameTree(src, dst);
-      expect(statSync(join(dst, 'sparse')).blocks).to.equal(statSync(join(src, 'sparse')).blocks);
+      expectHolesKept(src, dst);
 
       syncFs(mnt);
       const freeAfter = statfsSync(mnt).blocksAvailable * statfsSync(mnt).blockSize;
@@ -228,7 +252,7 @@ describe('native tree copy', function () {
     expectCounts(stats, files);
     expect(stats).to.include({ reflinked: 0, copyRanged: 0, copied: files });
     expectSameTree(src, dst);
-    expect(statSync(join(dst, 'sparse')).blocks).to.equal(statSync(join(src, 'sparse')).blocks);
+    expectHolesKept(src, dst);
   });
 
   it('falls back to copying on ext4, keeping holes and everything else', async function () {
@@ -242,7 +266,7 @@ describe('native tree copy', function () {
     expect(stats.reflinked).to.equal(0);
     expect(stats.copyRanged + stats.copied).to.equal(files);
     expectSameTree(src, dst);
-    expect(statSync(join(dst, 'sparse')).blocks).to.equal(statSync(join(src, 'sparse')).blocks);
+    expectHolesKept(src, dst);
   });
 
   it('copies between filesystems (tmpfs to ext4) with one thread', async function () {
@@ -289,6 +313,33 @@ describe('native tree copy', function () {
     expect(stats).to.include({ files: 11, reflinked: 10 });
     expect(stats.copyRanged + stats.copied).to.equal(1);
     expect(readFileSync(join(mnt, 'dst/nocow'), 'utf8')).to.equal('no checksums\n'.repeat(1000));
+  });
+
+  it('gives copies their exact modes under a default ACL, which stands in for the umask', async function () {
+    const mnt = await fsImage(cleanups, 'xfs');
+    const src = join(mnt, 'src');
+    mkdirSync(join(src, 'd'), { recursive: true });
+    writeFileSync(join(src, 'f'), 'x');
+    chmodSync(join(src, 'f'), 0o644);
+    writeFileSync(join(src, 'd/g'), 'y');
+    chmodSync(join(src, 'd/g'), 0o755);
+    // A default ACL of u::rwx g::--- o::---: entries made below get no group
+    // or other bits, whatever the umask says.
+    const parent = join(mnt, 'acl');
+    mkdirSync(parent);
+    const acl = Buffer.alloc(4 + 3 * 8);
+    acl.writeUInt32LE(2, 0); // POSIX_ACL_XATTR_VERSION
+    const entries: Array<[number, number]> = [[0x01, 7], [0x04, 0], [0x20, 0]]; // USER_OBJ, GROUP_OBJ, OTHER
+    entries.forEach(([tag, perm], i) => {
+      acl.writeUInt16LE(tag, 4 + i * 8);
+      acl.writeUInt16LE(perm, 6 + i * 8);
+      acl.writeUInt32LE(0xffffffff, 8 + i * 8);
+    });
+    setXattrSync(parent, 'system.posix_acl_default', acl);
+    const dst = join(parent, 'dst');
+    await copyTree(src, dst);
+    expect(statSync(join(dst, 'f')).mode & 0o7777).to.equal(0o644);
+    expect(statSync(join(dst, 'd/g')).mode & 0o7777).to.equal(0o755);
   });
 
   it('copies into an existing empty directory, and a tree holding its own destination', async function () {
