@@ -144,19 +144,24 @@ describe('store fsck', function () {
     expect((await listLoops()).map((l) => l.backingFile)).to.not.include(image);
   });
 
+  /** Leaves a hold of a dead process on `layer`, then reopens: the open must release it. */
+  async function reopenWithDeadHold(layer: string): Promise<void> {
+    store.db.prepare("INSERT INTO layer_holds (layer, pid, pid_start) VALUES (?, ?, 'gone')").run(layer, process.pid);
+    store.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(layer);
+    store.close();
+    store = await Store.open({ root });
+    expect(store.recovered).to.deep.equal([
+      `fsck: unfinished-work ${layer}: a reference held by process ${process.pid}, which is gone, for an import it did not finish (repaired)`,
+    ]);
+  }
+
   it('releases the holds of a process that died, when the next open finds its session marker', async function () {
     const { child } = await populate();
     const refs = store.layers.get(child.chainId)!.refs;
     // What a process killed between importing a layer and adding its image leaves: this pid, another start time.
     const marker = join(root, 'image', 'sessions', `${process.pid}-${Number(ownStart) + 1}-0`);
     writeFileSync(marker, '');
-    store.db.prepare("INSERT INTO layer_holds (layer, pid, pid_start) VALUES (?, ?, 'gone')").run(child.chainId, process.pid);
-    store.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(child.chainId);
-    store.close();
-    store = await Store.open({ root });
-    expect(store.recovered).to.deep.equal([
-      `fsck: unfinished-work ${child.chainId}: a reference held by process ${process.pid}, which is gone, for an import it did not finish (repaired)`,
-    ]);
+    await reopenWithDeadHold(child.chainId);
     expect(existsSync(marker)).to.equal(false);
     expect(store.layers.get(child.chainId)!.refs).to.equal(refs);
     store.close();
@@ -171,13 +176,7 @@ describe('store fsck', function () {
     const { child } = await populate();
     const refs = store.layers.get(child.chainId)!.refs;
     store.db.prepare("INSERT INTO sessions (pid, pid_start, opened) VALUES (?, 'gone', '')").run(process.pid);
-    store.db.prepare("INSERT INTO layer_holds (layer, pid, pid_start) VALUES (?, ?, 'gone')").run(child.chainId, process.pid);
-    store.db.prepare('UPDATE layers SET refs = refs + 1 WHERE chain_id = ?').run(child.chainId);
-    store.close();
-    store = await Store.open({ root });
-    expect(store.recovered).to.deep.equal([
-      `fsck: unfinished-work ${child.chainId}: a reference held by process ${process.pid}, which is gone, for an import it did not finish (repaired)`,
-    ]);
+    await reopenWithDeadHold(child.chainId);
     expect(store.layers.get(child.chainId)!.refs).to.equal(refs);
     store.close();
     store = await Store.open({ root });
