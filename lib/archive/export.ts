@@ -63,12 +63,16 @@ class LayerTarStream extends Readable {
     void this.deliver();
   }
 
-  // At the end, on error or when the reader gives up: release the fds once no native call is under way.
+  // At the end, on error or when the reader gives up: release the fds once no
+  // native call is under way (a segment's check may start one meanwhile).
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    void Promise.allSettled([...this.running]).then(() => {
+    void (async () => {
+      while (this.running.size > 0) await Promise.allSettled([...this.running]);
       this.exporter?.close();
-      callback(error);
-    });
+    })().then(
+      () => callback(error),
+      (closeError: unknown) => callback(error ?? (closeError as Error)),
+    );
   }
 
   private startSegments(): void {
@@ -107,7 +111,7 @@ class LayerTarStream extends Readable {
       if (matches) return bytes;
       // Name the file if a checksum can: one in this segment, or before it when the hash did not start from a checkpoint.
       const suspects = recorded !== undefined ? offset : 0;
-      await this.track(exporter.checkRange(suspects, offset + length - suspects));
+      if (!this.destroyed) await this.track(exporter.checkRange(suspects, offset + length - suspects));
       throw new ArchiveError(
         'ERR_LAYER_CONTENT_CHANGED',
         last
