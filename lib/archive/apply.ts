@@ -2,9 +2,11 @@
 // decompresses and hashes; the native applier parses and writes on a pool
 // thread, one batch in flight while the next is read and hashed. In 'index'
 // mode, which writes nothing, the applier hashes too: its thread is the idle
-// one there, while the JS thread writes the archive (a commit). An
-// uncompressed tar in a file is read in place into reused buffers, with the
-// next read under way while one chunk is hashed and the one before applied.
+// one there, while the JS thread writes the archive (a commit); a commit in
+// place (indexLayerArchive) also leaves the files' content for the applier to
+// read itself. An uncompressed tar in a file is read in place into reused
+// buffers, with the next read under way while one chunk is hashed and the one
+// before applied.
 import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +15,7 @@ import { createGunzip, deflateRaw, constants as zlibConstants } from 'node:zlib'
 
 import { Decompress } from 'fzstd';
 
-import { TarApplier } from '../native/archive.js';
+import { TarApplier, type FileBytes } from '../native/archive.js';
 import { DigestChain } from '../native/digest.js';
 import { ArchiveError } from './errors.js';
 
@@ -133,6 +135,34 @@ export async function applyLayerArchive(input: LayerInput, dir: string, options:
   } finally {
     await source?.return?.();
   }
+}
+
+/**
+ * The DiffID and tar-split of an archive of `dir`'s own content, as 'index'
+ * mode takes them (nothing is written): the archive comes in batches of
+ * pieces, Buffers or files' content the applier reads itself, so that the
+ * content never passes through JS (a commit in place). One batch is indexed
+ * while the next is made.
+ */
+export async function indexLayerArchive(batches: Iterable<readonly (Buffer | FileBytes)[]>, dir: string): Promise<ApplyResult> {
+  const options: ApplyOptions = { whiteouts: 'index' };
+  return await withApplier(dir, options, async (applier) => {
+    let tarSize = 0;
+    let pending: Promise<void> | undefined;
+    try {
+      for (const batch of batches) {
+        for (const piece of batch) tarSize += Buffer.isBuffer(piece) ? piece.length : piece.size;
+        if (pending) await pending;
+        pending = applier.write(batch);
+        pending.catch(() => {}); // awaited by the next batch or below
+      }
+      await pending;
+    } catch (error) {
+      await pending?.catch(() => {});
+      throw error;
+    }
+    return complete(applier, undefined, tarSize, 'none', options);
+  });
 }
 
 function checkOptions(options: ApplyOptions): void {

@@ -32,6 +32,16 @@ export interface TarApplyStats {
   checkpoints?: Buffer;
 }
 
+/**
+ * Bytes of the stream that are the content of a file, `size` bytes long: the
+ * applier reads them itself, so that they never pass through JS. A file
+ * whose size is no longer `size` fails the write (ERR_ARCHIVE_SOURCE_CHANGED).
+ */
+export interface FileBytes {
+  path: string;
+  size: number;
+}
+
 /** Applies a tar stream, fed in order through write(), into `dir`. */
 export class TarApplier {
   private readonly inner: NativeTarApplier;
@@ -51,7 +61,7 @@ export class TarApplier {
   }
 
   /** Parses and applies the next bytes; wait for it before the next call. */
-  write(chunk: Buffer | readonly Buffer[]): Promise<void> {
+  write(chunk: Buffer | readonly (Buffer | FileBytes)[]): Promise<void> {
     return this.call(() => this.inner.write(chunk));
   }
 

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { applyLayerArchive } from '../archive/apply.js';
+import { indexLayerArchive } from '../archive/apply.js';
 import type { Change } from '../archive/changes.js';
-import { changesArchive } from '../archive/tar-writer.js';
+import { changesArchive, changesArchivePieces } from '../archive/tar-writer.js';
 import type { StorageDriver, WritableLayout, WritableOptions } from '../drivers/driver.js';
 import { performMount } from '../drivers/mounter.js';
 import { attachMounts, createMountTargets, detachMounts, type ContainerMount } from '../mounts/attach.js';
@@ -362,7 +362,7 @@ export class ContainerStore {
     const layout = this.layout(container);
     const indexed = await this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
-      return applyLayerArchive(Readable.from(changesArchive(view, changes)), layout.upper, { whiteouts: 'index' });
+      return indexLayerArchive(changesArchivePieces(view, changes), layout.upper);
     });
     const cacheId = randomBytes(32).toString('hex');
     const path = this.driver.layerPath(cacheId);

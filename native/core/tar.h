@@ -63,6 +63,13 @@ class TarApplier {
   Failure Open(const std::string& dir, WhiteoutMode mode);
   // Parses and applies `size` bytes of the tar stream; state carries over.
   Failure Write(const uint8_t* data, size_t size);
+  // The next `size` bytes of the stream are the content of the file at
+  // `path`, read here rather than handed over by the caller (a commit in
+  // place: the container's files stay out of JS), in pieces into a reused
+  // buffer, and parsed like Write's. The file must be exactly `size` bytes
+  // long: one that changed size since its header was written is
+  // ERR_ARCHIVE_SOURCE_CHANGED.
+  Failure WriteFile(const std::string& path, uint64_t size);
   // Checks the stream ended properly, sets directory times, syncfs(dir),
   // and serializes the tar-split into `split`.
   Failure Finish(TarStats& stats, std::string& split);
@@ -99,6 +106,7 @@ class TarApplier {
   Failure Problem(const std::string& code, const std::string& entry,
                   const std::string& message);
   Failure SysProblem(Failure f, const std::string& entry);
+  Failure CheckWritable();
   Failure OnHeader();
   Failure OnSparseExtBlock();
   Failure OnExtData();
@@ -135,6 +143,8 @@ class TarApplier {
   std::unique_ptr<DigestChainBuilder> hash_;  // index mode
   TarSplitBuilder split_;
   TarStats stats_;
+
+  std::vector<uint8_t> file_buffer_;  // WriteFile's reads, allocated on first use
 
   uint8_t block_[512];
   size_t block_fill_ = 0;
