@@ -2,11 +2,11 @@
 // decompresses and hashes; the native applier parses and writes on a pool
 // thread, one batch in flight while the next is read and hashed. In 'index'
 // mode, which writes nothing, the applier hashes too: its thread is the idle
-// one there, while the JS thread writes the archive (a commit); a commit in
-// place (indexLayerArchive) also leaves the files' content for the applier to
-// read itself. An uncompressed tar in a file is read in place into reused
-// buffers, with the next read under way while one chunk is hashed and the one
-// before applied.
+// one there, while the JS thread writes the archive (a commit). A tar made on
+// the spot (ArchivePieces, a commit) leaves the files' content for the
+// applier to read and hash itself. An uncompressed tar in a file is read in
+// place into reused buffers, with the next read under way while one chunk is
+// hashed and the one before applied.
 import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -66,7 +66,16 @@ export interface FileRange {
   length: number;
 }
 
-export type LayerInput = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | FileRange;
+/**
+ * An uncompressed layer tar made on the spot (a commit), in batches of
+ * pieces: bytes, or a file's content that the applier reads and hashes
+ * itself, so that the content never passes through JS.
+ */
+export interface ArchivePieces {
+  pieces: Iterable<readonly (Buffer | FileBytes)[]>;
+}
+
+export type LayerInput = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | FileRange | ArchivePieces;
 
 const BATCH_BYTES = 1 << 20;
 /** Reads of a file range: large enough that handing chunks between threads costs little. */
@@ -110,11 +119,19 @@ function createZstdDecompressor(): Transform {
   });
 }
 
+function isArchivePieces(input: LayerInput): input is ArchivePieces {
+  return typeof (input as ArchivePieces).pieces?.[Symbol.iterator] === 'function';
+}
+
 function isFileRange(input: LayerInput): input is FileRange {
   return typeof (input as FileRange).file?.read === 'function' && typeof (input as FileRange).start === 'number';
 }
 
 export async function applyLayerArchive(input: LayerInput, dir: string, options: ApplyOptions): Promise<ApplyResult> {
+  if (isArchivePieces(input)) {
+    checkOptions(options);
+    return await withApplier(dir, options, (applier) => applyPieces(applier, input.pieces, options), { hash: true });
+  }
   if (isFileRange(input)) {
     checkOptions(options);
     return await withApplier(dir, options, (applier) => applyFileRange(applier, input, options));
@@ -137,34 +154,6 @@ export async function applyLayerArchive(input: LayerInput, dir: string, options:
   }
 }
 
-/**
- * The DiffID and tar-split of an archive of `dir`'s own content, as 'index'
- * mode takes them (nothing is written): the archive comes in batches of
- * pieces, Buffers or files' content the applier reads itself, so that the
- * content never passes through JS (a commit in place). One batch is indexed
- * while the next is made.
- */
-export async function indexLayerArchive(batches: Iterable<readonly (Buffer | FileBytes)[]>, dir: string): Promise<ApplyResult> {
-  const options: ApplyOptions = { whiteouts: 'index' };
-  return await withApplier(dir, options, async (applier) => {
-    let tarSize = 0;
-    let pending: Promise<void> | undefined;
-    try {
-      for (const batch of batches) {
-        for (const piece of batch) tarSize += Buffer.isBuffer(piece) ? piece.length : piece.size;
-        if (pending) await pending;
-        pending = applier.write(batch);
-        pending.catch(() => {}); // awaited by the next batch or below
-      }
-      await pending;
-    } catch (error) {
-      await pending?.catch(() => {});
-      throw error;
-    }
-    return complete(applier, undefined, tarSize, 'none', options);
-  });
-}
-
 function checkOptions(options: ApplyOptions): void {
   if (options.expectedDiffId !== undefined && !DIGEST.test(options.expectedDiffId)) {
     throw new TypeError(`expectedDiffId must look like sha256:<64 hex digits>, got ${options.expectedDiffId}`);
@@ -176,8 +165,9 @@ async function withApplier(
   dir: string,
   options: ApplyOptions,
   apply: (applier: TarApplier) => Promise<ApplyResult>,
+  applierOptions: { hash?: boolean } = {},
 ): Promise<ApplyResult> {
-  const applier = new TarApplier(dir, options.whiteouts);
+  const applier = new TarApplier(dir, options.whiteouts, applierOptions);
   try {
     return await apply(applier);
   } finally {
@@ -253,6 +243,27 @@ async function applyFileRange(applier: TarApplier, range: FileRange, options: Ap
     throw new ArchiveError('ERR_ARCHIVE_TRUNCATED', `the file ends ${end - position} bytes before the end of the layer`);
   }
   return complete(applier, hash, range.length, 'none', options);
+}
+
+/** Pieces are applied a batch at a time, the next one made meanwhile; the applier hashes. */
+async function applyPieces(applier: TarApplier, batches: ArchivePieces['pieces'], options: ApplyOptions): Promise<ApplyResult> {
+  let tarSize = 0;
+  let pending: Promise<void> | undefined;
+  try {
+    for (const batch of batches) {
+      options.signal?.throwIfAborted();
+      for (const piece of batch) tarSize += Buffer.isBuffer(piece) ? piece.length : piece.size;
+      if (pending) await pending;
+      options.onProgress?.(tarSize);
+      pending = applier.write(batch);
+      pending.catch(() => {}); // awaited by the next batch or below
+    }
+    await pending;
+  } catch (error) {
+    await pending?.catch(() => {});
+    throw error;
+  }
+  return complete(applier, undefined, tarSize, 'none', options);
 }
 
 async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
@@ -334,7 +345,7 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
 /**
  * Checks the DiffID, and has the applier check the end and make the data
  * durable: a DiffID hashed here is checked first, one the applier hashed
- * ('index' mode, nothing written) once it is done.
+ * ('index' mode, nothing written, or pieces) once it is done.
  */
 async function complete(
   applier: TarApplier,

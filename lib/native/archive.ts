@@ -26,7 +26,7 @@ export interface TarApplyStats {
   contentSize: number;
   /** Uncompressed tar-split records (format in native/core/tar_split.h). */
   tarSplit: Buffer;
-  /** 'sha256:<hex>' of the stream, hashed by the applier itself: in 'index' mode only. */
+  /** 'sha256:<hex>' of the stream, when the applier hashes it itself ('index' mode, or asked to). */
   diffId?: string;
   /** With diffId: its SHA-256 checkpoints (lib/native/digest.ts). */
   checkpoints?: Buffer;
@@ -49,8 +49,12 @@ export class TarApplier {
   private running: Promise<unknown> | undefined;
   private closed = false;
 
-  constructor(dir: string, whiteouts: 'overlay' | 'remove' | 'index') {
-    this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts));
+  /**
+   * The applier hashes the stream itself in 'index' mode, or with `hash`: a
+   * caller that hands over files' content unread (FileBytes) cannot.
+   */
+  constructor(dir: string, whiteouts: 'overlay' | 'remove' | 'index', options: { hash?: boolean } = {}) {
+    this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts, options.hash ?? false));
   }
 
   private call<T>(start: () => Promise<T>): Promise<T> {

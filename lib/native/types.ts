@@ -76,7 +76,7 @@ export interface NativeBinding {
   };
 
   // archive.cc
-  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index') => NativeTarApplier;
+  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index', hash?: boolean) => NativeTarApplier;
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
 
   // digest.cc

@@ -72,17 +72,18 @@ class Applier : public Napi::ObjectWrap<Applier> {
                         InstanceMethod("close", &Applier::Close)});
   }
 
-  // new TarApplier(dir, whiteouts: 'overlay' | 'remove' | 'index')
+  // new TarApplier(dir, whiteouts: 'overlay' | 'remove' | 'index', hash?: boolean)
   explicit Applier(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Applier>(info) {
     std::string dir = PathArg(info, 0, "dir");
     std::string mode = StringArg(info, 1, "whiteouts", false);
+    bool hash = info.Length() > 2 && !info[2].IsUndefined() && BoolArg(info, 2, "hash");
     if (mode != "overlay" && mode != "remove" && mode != "index")
       ThrowArgError(info.Env(), "ERR_INVALID_ARG_VALUE",
                     "The \"whiteouts\" argument must be 'overlay', 'remove' or 'index'");
     WhiteoutMode whiteouts = mode == "overlay"  ? WhiteoutMode::Overlay
                              : mode == "remove" ? WhiteoutMode::Remove
                                                 : WhiteoutMode::Index;
-    if (Failure f = applier_.Open(dir, whiteouts))
+    if (Failure f = applier_.Open(dir, whiteouts, hash))
       throw ErrnoError(info.Env(), f);
   }
 
@@ -143,7 +144,7 @@ class Applier : public Napi::ObjectWrap<Applier> {
     });
   }
 
-  // Resolves { entries, contentSize, tarSplit } (and diffId, checkpoints in index mode).
+  // Resolves { entries, contentSize, tarSplit } (and diffId, checkpoints when it hashes).
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     ThrowIfBusy(info.Env(), busy_);
     return RunCall(

@@ -148,7 +148,7 @@ Failure TarApplier::SysProblem(Failure f, const std::string& entry) {
   return f;
 }
 
-Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode) {
+Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode, bool hash) {
   root_ = Fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_.valid()) return Fail(errno, "open", dir);
   char buf[PATH_MAX + 1];
@@ -156,7 +156,7 @@ Failure TarApplier::Open(const std::string& dir, WhiteoutMode mode) {
   if (n < 0) return Fail(errno, "readlink", ProcPath(root_.get()));
   root_path_.assign(buf, static_cast<size_t>(n));
   mode_ = mode;
-  if (mode == WhiteoutMode::Index) hash_ = std::make_unique<DigestChainBuilder>();
+  if (mode == WhiteoutMode::Index || hash) hash_ = std::make_unique<DigestChainBuilder>();
   return Ok();
 }
 

@@ -51,8 +51,9 @@ struct TarProblem {
 struct TarStats {
   uint64_t entries = 0;
   uint64_t content_size = 0;
-  // "sha256:..." of the stream, in index mode only: there this thread has
-  // little else to do, while the caller's is busy writing the archive.
+  // "sha256:..." of the stream, when the applier hashes: in index mode, where
+  // this thread has little else to do while the caller's is busy writing the
+  // archive, or when asked (the caller hands over files' content unread).
   std::string diff_id;
   std::string checkpoints;  // with diff_id: its SHA-256 checkpoints (digest_chain.h)
 };
@@ -60,7 +61,8 @@ struct TarStats {
 class TarApplier {
  public:
   // Opens `dir` (an existing directory) as the root of everything applied.
-  Failure Open(const std::string& dir, WhiteoutMode mode);
+  // The stream is hashed here in index mode, or with `hash`.
+  Failure Open(const std::string& dir, WhiteoutMode mode, bool hash = false);
   // Parses and applies `size` bytes of the tar stream; state carries over.
   Failure Write(const uint8_t* data, size_t size);
   // The next `size` bytes of the stream are the content of the file at
@@ -140,7 +142,7 @@ class TarApplier {
   State state_ = State::Header;
   bool finished_ = false;
   TarProblem problem_;
-  std::unique_ptr<DigestChainBuilder> hash_;  // index mode
+  std::unique_ptr<DigestChainBuilder> hash_;  // index mode, or asked to
   TarSplitBuilder split_;
   TarStats stats_;
 

@@ -134,6 +134,22 @@ describe('native tar applier and exporter', function () {
       expect(got).to.include({ entries: 3, contentSize: big.length + 3 });
     });
 
+    it('applies files it reads itself in any mode, hashing the stream when asked', async function () {
+      const src = scratchDir(cleanups);
+      const pieces = [...byReference(src, 'big', big), ...byReference(src, 'small', Buffer.from('abc')), Buffer.alloc(1024)];
+      const whole = Buffer.concat(pieces.map((p) => (Buffer.isBuffer(p) ? p : readFileSync(p.path))));
+      const dir = scratchDir(cleanups);
+      const applier = new TarApplier(dir, 'overlay', { hash: true });
+      await applier.write(pieces);
+      const stats = await applier.finish();
+      expect(stats.diffId).to.equal(`sha256:${createHash('sha256').update(whole).digest('hex')}`);
+      expect(readFileSync(join(dir, 'big'))).to.deep.equal(big);
+      expect(readFileSync(join(dir, 'small'), 'utf8')).to.equal('abc');
+      const unhashed = new TarApplier(scratchDir(cleanups), 'overlay');
+      await unhashed.write(whole);
+      expect((await unhashed.finish()).diffId).to.equal(undefined);
+    });
+
     it('fails on a file that is no longer the size its header says, or is missing', async function () {
       const dir = scratchDir(cleanups);
       for (const [name, actual] of [['shrunk', big.subarray(1)], ['grown', Buffer.concat([big, Buffer.from('x')])]] as const) {
@@ -162,6 +178,7 @@ describe('native tar applier and exporter', function () {
         ['empty dir', () => new native.TarApplier('', 'overlay')],
         ['NUL in dir', () => new native.TarApplier('/tmp/a\0b', 'overlay')],
         ['bad whiteout mode', () => new native.TarApplier(dir, 'bogus' as 'overlay')],
+        ['non-boolean hash', () => new native.TarApplier(dir, 'overlay', 1 as unknown as boolean)],
         ['missing chunk', () => (applier.write as unknown as () => unknown)()],
         ['string chunk', () => applier.write('abc' as unknown as Buffer)],
         ['array with a non-buffer', () => applier.write([Buffer.alloc(1), 'x' as unknown as Buffer])],
