@@ -170,6 +170,7 @@ class TarApplier {
   Fd file_;
   size_t segment_ = 0;
   uint64_t done_in_segment_ = 0;
+  uint64_t unflushed_ = 0;  // bytes written since writeback last started
   ContentChecksum checksum_;
 
   // Parent directory cache: most entries share the previous entry's parent.
