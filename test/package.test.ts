@@ -31,7 +31,7 @@ describe('package', function () {
       cwd: root,
       env: { ...process.env, STRATAFS_PREBUILD: join(root, 'build-cmake') },
     });
-    expect(JSON.parse(out)).to.deep.equal({ path: built, abi: 8, code: 'ENOENT' });
+    expect(JSON.parse(out)).to.deep.equal({ path: built, abi: 9, code: 'ENOENT' });
   });
 
   it('packs the prebuild, and the tarball installs and runs with no compiler and no build/', function () {

@@ -2,9 +2,11 @@
 // decompresses and hashes; the native applier parses and writes on a pool
 // thread, one batch in flight while the next is read and hashed. In 'index'
 // mode, which writes nothing, the applier hashes too: its thread is the idle
-// one there, while the JS thread writes the archive (a commit). An
-// uncompressed tar in a file is read in place into reused buffers, with the
-// next read under way while one chunk is hashed and the one before applied.
+// one there, while the JS thread writes the archive (a commit). A tar made on
+// the spot (ArchivePieces, a commit) leaves the files' content for the
+// applier to read and hash itself. An uncompressed tar in a file is read in
+// place into reused buffers, with the next read under way while one chunk is
+// hashed and the one before applied.
 import type { FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +15,7 @@ import { createGunzip, deflateRaw, constants as zlibConstants } from 'node:zlib'
 
 import { Decompress } from 'fzstd';
 
-import { TarApplier } from '../native/archive.js';
+import { TarApplier, type FileBytes } from '../native/archive.js';
 import { DigestChain } from '../native/digest.js';
 import { ArchiveError } from './errors.js';
 
@@ -64,7 +66,16 @@ export interface FileRange {
   length: number;
 }
 
-export type LayerInput = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | FileRange;
+/**
+ * An uncompressed layer tar made on the spot (a commit), in batches of
+ * pieces: bytes, or a file's content that the applier reads and hashes
+ * itself, so that the content never passes through JS.
+ */
+export interface ArchivePieces {
+  pieces: Iterable<readonly (Buffer | FileBytes)[]>;
+}
+
+export type LayerInput = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | FileRange | ArchivePieces;
 
 const BATCH_BYTES = 1 << 20;
 /** Reads of a file range: large enough that handing chunks between threads costs little. */
@@ -106,11 +117,19 @@ function createZstdDecompressor(): Transform {
   });
 }
 
+function isArchivePieces(input: LayerInput): input is ArchivePieces {
+  return typeof (input as ArchivePieces).pieces?.[Symbol.iterator] === 'function';
+}
+
 function isFileRange(input: LayerInput): input is FileRange {
   return typeof (input as FileRange).file?.read === 'function' && typeof (input as FileRange).start === 'number';
 }
 
 export async function applyLayerArchive(input: LayerInput, dir: string, options: ApplyOptions): Promise<ApplyResult> {
+  if (isArchivePieces(input)) {
+    checkOptions(options);
+    return await withApplier(dir, options, (applier) => applyPieces(applier, input.pieces, options), { hash: true });
+  }
   if (isFileRange(input)) {
     checkOptions(options);
     return await withApplier(dir, options, (applier) => applyFileRange(applier, input, options));
@@ -144,8 +163,9 @@ async function withApplier(
   dir: string,
   options: ApplyOptions,
   apply: (applier: TarApplier) => Promise<ApplyResult>,
+  applierOptions: { hash?: boolean } = {},
 ): Promise<ApplyResult> {
-  const applier = new TarApplier(dir, options.whiteouts);
+  const applier = new TarApplier(dir, options.whiteouts, applierOptions);
   try {
     return await apply(applier);
   } finally {
@@ -221,6 +241,27 @@ async function applyFileRange(applier: TarApplier, range: FileRange, options: Ap
     throw new ArchiveError('ERR_ARCHIVE_TRUNCATED', `the file ends ${end - position} bytes before the end of the layer`);
   }
   return complete(applier, hash, range.length, 'none', options);
+}
+
+/** Pieces are applied a batch at a time, the next one made meanwhile; the applier hashes. */
+async function applyPieces(applier: TarApplier, batches: ArchivePieces['pieces'], options: ApplyOptions): Promise<ApplyResult> {
+  let tarSize = 0;
+  let pending: Promise<void> | undefined;
+  try {
+    for (const batch of batches) {
+      options.signal?.throwIfAborted();
+      for (const piece of batch) tarSize += Buffer.isBuffer(piece) ? piece.length : piece.size;
+      if (pending) await pending;
+      options.onProgress?.(tarSize);
+      pending = applier.write(batch);
+      pending.catch(() => {}); // awaited by the next batch or below
+    }
+    await pending;
+  } catch (error) {
+    await pending?.catch(() => {});
+    throw error;
+  }
+  return complete(applier, undefined, tarSize, 'none', options);
 }
 
 async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array>, options: ApplyOptions): Promise<ApplyResult> {
@@ -302,7 +343,7 @@ async function applyStream(applier: TarApplier, source: AsyncIterator<Uint8Array
 /**
  * Checks the DiffID, and has the applier check the end and make the data
  * durable: a DiffID hashed here is checked first, one the applier hashed
- * ('index' mode, nothing written) once it is done.
+ * ('index' mode, nothing written, or pieces) once it is done.
  */
 async function complete(
   applier: TarApplier,

@@ -3,8 +3,9 @@
 // showing the merged tree, deletions as AUFS whiteouts (.wh.<name>).
 import { closeSync, constants, lstatSync, openSync, readSync, readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 
+import type { FileBytes } from '../native/archive.js';
 import { getXattrSync, listXattrsSync } from '../native/fs.js';
 import type { Change } from './changes.js';
 
@@ -110,6 +111,10 @@ class ChunkBuffer {
     return this.size >= CHUNK;
   }
 
+  get empty(): boolean {
+    return this.size === 0;
+  }
+
   take(): Buffer {
     const chunk = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.size);
     this.pieces = [];
@@ -172,21 +177,24 @@ async function* largeFileContent(path: string, size: number, changePath: string)
 }
 
 /**
- * Streams the tar of `changes`, reading entries from `view`. Hardlinked files
- * after the first become link entries; the end-of-archive blocks close it.
- * Small files are read synchronously: this is CPU work fed to a consumer on
- * other threads, and small reads from the page cache cost less than their
- * async round trips. Large ones are read ahead on the thread pool.
+ * A piece of a changes archive: bytes, or the content of a regular file by
+ * reference, for a consumer that reads it itself (the native applier).
  */
-export async function* changesArchive(view: string, changes: readonly Change[]): AsyncGenerator<Buffer> {
+export type ArchivePiece = Buffer | FileBytes;
+
+/**
+ * The tar of `changes`, reading entries from `view`, piece after piece:
+ * header blocks, a regular file's content as a reference, its padding.
+ * Hardlinked files after the first become link entries; the end-of-archive
+ * blocks close it.
+ */
+function* archivePieces(view: string, changes: readonly Change[]): Generator<ArchivePiece> {
   const linked = new Map<string, string>();
-  const out = new ChunkBuffer();
   for (const change of changes) {
-    if (out.full) yield out.take();
     const name = change.path.replace(/^\/+/, '');
     if (change.kind === 'D') {
       const whiteout = join(dirname(name), `.wh.${basename(name)}`).replace(/^\.\//, '');
-      out.add(...headerBlocks({ name: whiteout, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, type: '0' }));
+      yield* headerBlocks({ name: whiteout, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, type: '0' });
       continue;
     }
     const path = join(view, name);
@@ -195,30 +203,69 @@ export async function* changesArchive(view: string, changes: readonly Change[]):
     const pax = xattrsOf(path);
     const inode = `${stat.dev}:${stat.ino}`;
     if (stat.isFile() && stat.nlink > 1 && linked.has(inode)) {
-      out.add(...headerBlocks({ ...base, name, type: '1', linkname: linked.get(inode)!, pax }));
+      yield* headerBlocks({ ...base, name, type: '1', linkname: linked.get(inode)!, pax });
     } else if (stat.isFile()) {
       if (stat.nlink > 1) linked.set(inode, name);
-      out.add(...headerBlocks({ ...base, name, type: '0', size: stat.size, pax }));
-      const pieces = stat.size >= CHUNK ? largeFileContent(path, stat.size, change.path) : fileContent(path, stat.size, change.path);
-      for await (const piece of pieces) {
-        out.add(piece);
-        if (out.full) yield out.take();
-      }
-      out.add(padding(stat.size));
+      yield* headerBlocks({ ...base, name, type: '0', size: stat.size, pax });
+      yield { path, size: stat.size };
+      if (stat.size % BLOCK !== 0) yield padding(stat.size);
     } else if (stat.isDirectory()) {
-      out.add(...headerBlocks({ ...base, name: `${name}/`, type: '5', pax }));
+      yield* headerBlocks({ ...base, name: `${name}/`, type: '5', pax });
     } else if (stat.isSymbolicLink()) {
-      out.add(...headerBlocks({ ...base, name, type: '2', linkname: readlinkSync(path), pax }));
+      yield* headerBlocks({ ...base, name, type: '2', linkname: readlinkSync(path), pax });
     } else if (stat.isCharacterDevice() || stat.isBlockDevice()) {
       const type = stat.isCharacterDevice() ? '3' : '4';
       const devmajor = Number((BigInt(stat.rdev) >> 8n) & 0xfffn) | Number((BigInt(stat.rdev) >> 32n) & ~0xfffn);
       const devminor = Number(BigInt(stat.rdev) & 0xffn) | Number((BigInt(stat.rdev) >> 12n) & ~0xffn);
-      out.add(...headerBlocks({ ...base, name, type, devmajor, devminor, pax }));
+      yield* headerBlocks({ ...base, name, type, devmajor, devminor, pax });
     } else if (stat.isFIFO()) {
-      out.add(...headerBlocks({ ...base, name, type: '6', pax }));
+      yield* headerBlocks({ ...base, name, type: '6', pax });
     }
     // sockets are not archived, as tar does not
   }
-  out.add(Buffer.alloc(BLOCK * 2));
-  yield out.take();
+  yield Buffer.alloc(BLOCK * 2);
+}
+
+/**
+ * The tar of `changes` (see archivePieces) in batches of about CHUNK bytes,
+ * a file's content counted by its size but left in its file: for the native
+ * applier in index mode (a commit in place), which reads it itself.
+ */
+export function* changesArchivePieces(view: string, changes: readonly Change[]): Generator<ArchivePiece[]> {
+  let batch: ArchivePiece[] = [];
+  let size = 0;
+  for (const piece of archivePieces(view, changes)) {
+    batch.push(piece);
+    size += Buffer.isBuffer(piece) ? piece.length : piece.size;
+    if (size >= CHUNK) {
+      yield batch;
+      batch = [];
+      size = 0;
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/**
+ * Streams the tar of `changes` (see archivePieces) with the files' content
+ * read in. Small files are read synchronously: this is CPU work fed to a
+ * consumer on other threads, and small reads from the page cache cost less
+ * than their async round trips. Large ones are read ahead on the thread pool.
+ */
+export async function* changesArchive(view: string, changes: readonly Change[]): AsyncGenerator<Buffer> {
+  const out = new ChunkBuffer();
+  for (const piece of archivePieces(view, changes)) {
+    if (Buffer.isBuffer(piece)) {
+      out.add(piece);
+    } else {
+      const shown = `/${relative(view, piece.path)}`; // the path in the container, for messages
+      const content = piece.size >= CHUNK ? largeFileContent(piece.path, piece.size, shown) : fileContent(piece.path, piece.size, shown);
+      for await (const chunk of content) {
+        out.add(chunk);
+        if (out.full) yield out.take();
+      }
+    }
+    if (out.full) yield out.take();
+  }
+  if (!out.empty) yield out.take();
 }

@@ -26,10 +26,20 @@ export interface TarApplyStats {
   contentSize: number;
   /** Uncompressed tar-split records (format in native/core/tar_split.h). */
   tarSplit: Buffer;
-  /** 'sha256:<hex>' of the stream, hashed by the applier itself: in 'index' mode only. */
+  /** 'sha256:<hex>' of the stream, when the applier hashes it itself ('index' mode, or asked to). */
   diffId?: string;
   /** With diffId: its SHA-256 checkpoints (lib/native/digest.ts). */
   checkpoints?: Buffer;
+}
+
+/**
+ * Bytes of the stream that are the content of a file, `size` bytes long: the
+ * applier reads them itself, so that they never pass through JS. A file
+ * whose size is no longer `size` fails the write (ERR_ARCHIVE_SOURCE_CHANGED).
+ */
+export interface FileBytes {
+  path: string;
+  size: number;
 }
 
 /** Applies a tar stream, fed in order through write(), into `dir`. */
@@ -39,8 +49,12 @@ export class TarApplier {
   private running: Promise<unknown> | undefined;
   private closed = false;
 
-  constructor(dir: string, whiteouts: 'overlay' | 'remove' | 'index') {
-    this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts));
+  /**
+   * The applier hashes the stream itself in 'index' mode, or with `hash`: a
+   * caller that hands over files' content unread (FileBytes) cannot.
+   */
+  constructor(dir: string, whiteouts: 'overlay' | 'remove' | 'index', options: { hash?: boolean } = {}) {
+    this.inner = convertedSync(() => new native.TarApplier(dir, whiteouts, options.hash ?? false));
   }
 
   private call<T>(start: () => Promise<T>): Promise<T> {
@@ -51,7 +65,7 @@ export class TarApplier {
   }
 
   /** Parses and applies the next bytes; wait for it before the next call. */
-  write(chunk: Buffer | readonly Buffer[]): Promise<void> {
+  write(chunk: Buffer | readonly (Buffer | FileBytes)[]): Promise<void> {
     return this.call(() => this.inner.write(chunk));
   }
 

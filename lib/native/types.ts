@@ -2,7 +2,7 @@
 // validated API over these; nothing else imports the binding directly.
 // archive.cc: one call in flight per object (else ERR_ARCHIVE_BUSY).
 export interface NativeTarApplier {
-  write(chunk: Buffer | readonly Buffer[]): Promise<void>;
+  write(chunk: Buffer | readonly (Buffer | { path: string; size: number })[]): Promise<void>;
   finish(): Promise<{ entries: number; contentSize: number; tarSplit: Buffer; diffId?: string; checkpoints?: Buffer }>;
   close(): void;
 }
@@ -76,7 +76,7 @@ export interface NativeBinding {
   };
 
   // archive.cc
-  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index') => NativeTarApplier;
+  readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index', hash?: boolean) => NativeTarApplier;
   readonly TarExporter: new (dir: string, tarSplit: Buffer) => NativeTarExporter;
 
   // digest.cc

@@ -5,12 +5,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { applyLayerArchive } from '../archive/apply.js';
 import type { Change } from '../archive/changes.js';
-import { changesArchive } from '../archive/tar-writer.js';
+import { changesArchivePieces } from '../archive/tar-writer.js';
 import type { StorageDriver, WritableLayout, WritableOptions } from '../drivers/driver.js';
 import { performMount } from '../drivers/mounter.js';
 import { attachMounts, createMountTargets, detachMounts, type ContainerMount } from '../mounts/attach.js';
@@ -352,7 +351,7 @@ export class ContainerStore {
       }
       return this.withView(container, async (view) => {
         const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
-        return this.layers.import(Readable.from(changesArchive(view, changes)), { parent: container.layer, explicit: !hold, hold });
+        return this.layers.import({ pieces: changesArchivePieces(view, changes) }, { parent: container.layer, explicit: !hold, hold });
       });
     });
   }
@@ -362,7 +361,7 @@ export class ContainerStore {
     const layout = this.layout(container);
     const indexed = await this.withView(container, async (view) => {
       const changes = await this.driver.changes(container.cacheId, this.chain(container), view);
-      return applyLayerArchive(Readable.from(changesArchive(view, changes)), layout.upper, { whiteouts: 'index' });
+      return applyLayerArchive({ pieces: changesArchivePieces(view, changes) }, layout.upper, { whiteouts: 'index' });
     });
     const cacheId = randomBytes(32).toString('hex');
     const path = this.driver.layerPath(cacheId);

@@ -72,53 +72,79 @@ class Applier : public Napi::ObjectWrap<Applier> {
                         InstanceMethod("close", &Applier::Close)});
   }
 
-  // new TarApplier(dir, whiteouts: 'overlay' | 'remove' | 'index')
+  // new TarApplier(dir, whiteouts: 'overlay' | 'remove' | 'index', hash?: boolean)
   explicit Applier(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Applier>(info) {
     std::string dir = PathArg(info, 0, "dir");
     std::string mode = StringArg(info, 1, "whiteouts", false);
+    bool hash = info.Length() > 2 && !info[2].IsUndefined() && BoolArg(info, 2, "hash");
     if (mode != "overlay" && mode != "remove" && mode != "index")
       ThrowArgError(info.Env(), "ERR_INVALID_ARG_VALUE",
                     "The \"whiteouts\" argument must be 'overlay', 'remove' or 'index'");
     WhiteoutMode whiteouts = mode == "overlay"  ? WhiteoutMode::Overlay
                              : mode == "remove" ? WhiteoutMode::Remove
                                                 : WhiteoutMode::Index;
-    if (Failure f = applier_.Open(dir, whiteouts))
+    if (Failure f = applier_.Open(dir, whiteouts, hash))
       throw ErrnoError(info.Env(), f);
   }
 
  private:
-  // write(chunk | chunks[]): applies the bytes in order. An array saves the
-  // caller from concatenating small chunks.
+  // write(chunk | pieces[]): applies the bytes in order. An array saves the
+  // caller from concatenating small chunks; its pieces are Buffers or
+  // { path, size }: bytes the applier reads from a file itself (WriteFile).
   Napi::Value Write(const Napi::CallbackInfo& info) {
-    Napi::Value arg = info.Length() > 0 ? info[0] : info.Env().Undefined();
-    std::vector<std::pair<const uint8_t*, size_t>> pieces;
+    Napi::Env env = info.Env();
+    Napi::Value arg = info.Length() > 0 ? info[0] : env.Undefined();
+    struct Piece {
+      const uint8_t* data = nullptr;  // a Buffer's bytes,
+      size_t size = 0;
+      std::string path;               // or, when not empty, those of a file
+    };
+    std::vector<Piece> pieces;
     // A private array keeps the Buffers alive even if the caller's array changes.
-    Napi::Array held = Napi::Array::New(info.Env());
+    Napi::Array held = Napi::Array::New(env);
     if (arg.IsArray()) {
       Napi::Array array = arg.As<Napi::Array>();
       for (uint32_t i = 0; i < array.Length(); i++) {
         Napi::Value item = array.Get(i);
-        if (!item.IsBuffer())
-          ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE",
-                        "The \"chunk\" argument must be a Buffer or an array of Buffers");
-        auto buffer = item.As<Napi::Buffer<uint8_t>>();
-        pieces.emplace_back(buffer.Data(), buffer.Length());
-        held.Set(i, buffer);
+        if (item.IsBuffer()) {
+          auto buffer = item.As<Napi::Buffer<uint8_t>>();
+          pieces.push_back({buffer.Data(), buffer.Length(), {}});
+          held.Set(i, buffer);
+          continue;
+        }
+        Napi::Value path, size;
+        if (item.IsObject()) {
+          path = item.As<Napi::Object>().Get("path");
+          size = item.As<Napi::Object>().Get("size");
+        }
+        double bytes = !size.IsEmpty() && size.IsNumber() ? size.As<Napi::Number>().DoubleValue() : -1;
+        if (path.IsEmpty() || !path.IsString() || !(bytes >= 0 && bytes <= 9007199254740991.0) ||
+            bytes != static_cast<double>(static_cast<uint64_t>(bytes)))
+          ThrowArgError(env, "ERR_INVALID_ARG_TYPE",
+                        "The \"chunk\" argument must be a Buffer or an array of Buffers and "
+                        "{ path, size } objects");
+        Piece piece;
+        piece.path = CheckString(env, path, "path", true, false);
+        piece.size = static_cast<size_t>(bytes);
+        pieces.push_back(std::move(piece));
       }
     } else {
       Napi::Buffer<uint8_t> chunk = BufferArg(info, 0, "chunk");
-      pieces.emplace_back(chunk.Data(), chunk.Length());
+      pieces.push_back({chunk.Data(), chunk.Length(), {}});
       held.Set(0u, chunk);
     }
-    ThrowIfBusy(info.Env(), busy_);
-    return RunCall(info.Env(), Value(), held, &busy_, applier_, [this, pieces = std::move(pieces)] {
-      for (const auto& [data, size] : pieces)
-        if (Failure f = applier_.Write(data, size)) return f;
+    ThrowIfBusy(env, busy_);
+    return RunCall(env, Value(), held, &busy_, applier_, [this, pieces = std::move(pieces)] {
+      for (const Piece& piece : pieces) {
+        Failure f = piece.path.empty() ? applier_.Write(piece.data, piece.size)
+                                       : applier_.WriteFile(piece.path, piece.size);
+        if (f) return f;
+      }
       return Ok();
     });
   }
 
-  // Resolves { entries, contentSize, tarSplit } (and diffId, checkpoints in index mode).
+  // Resolves { entries, contentSize, tarSplit } (and diffId, checkpoints when it hashes).
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     ThrowIfBusy(info.Env(), busy_);
     return RunCall(

@@ -51,8 +51,9 @@ struct TarProblem {
 struct TarStats {
   uint64_t entries = 0;
   uint64_t content_size = 0;
-  // "sha256:..." of the stream, in index mode only: there this thread has
-  // little else to do, while the caller's is busy writing the archive.
+  // "sha256:..." of the stream, when the applier hashes: in index mode, where
+  // this thread has little else to do while the caller's is busy writing the
+  // archive, or when asked (the caller hands over files' content unread).
   std::string diff_id;
   std::string checkpoints;  // with diff_id: its SHA-256 checkpoints (digest_chain.h)
 };
@@ -60,9 +61,17 @@ struct TarStats {
 class TarApplier {
  public:
   // Opens `dir` (an existing directory) as the root of everything applied.
-  Failure Open(const std::string& dir, WhiteoutMode mode);
+  // The stream is hashed here in index mode, or with `hash`.
+  Failure Open(const std::string& dir, WhiteoutMode mode, bool hash = false);
   // Parses and applies `size` bytes of the tar stream; state carries over.
   Failure Write(const uint8_t* data, size_t size);
+  // The next `size` bytes of the stream are the content of the file at
+  // `path`, read here rather than handed over by the caller (a commit in
+  // place: the container's files stay out of JS), in pieces into a reused
+  // buffer, and parsed like Write's. The file must be exactly `size` bytes
+  // long: one that changed size since its header was written is
+  // ERR_ARCHIVE_SOURCE_CHANGED.
+  Failure WriteFile(const std::string& path, uint64_t size);
   // Checks the stream ended properly, sets directory times, syncfs(dir),
   // and serializes the tar-split into `split`.
   Failure Finish(TarStats& stats, std::string& split);
@@ -99,6 +108,7 @@ class TarApplier {
   Failure Problem(const std::string& code, const std::string& entry,
                   const std::string& message);
   Failure SysProblem(Failure f, const std::string& entry);
+  Failure CheckWritable();
   Failure OnHeader();
   Failure OnSparseExtBlock();
   Failure OnExtData();
@@ -132,9 +142,11 @@ class TarApplier {
   State state_ = State::Header;
   bool finished_ = false;
   TarProblem problem_;
-  std::unique_ptr<DigestChainBuilder> hash_;  // index mode
+  std::unique_ptr<DigestChainBuilder> hash_;  // index mode, or asked to
   TarSplitBuilder split_;
   TarStats stats_;
+
+  std::vector<uint8_t> file_buffer_;  // WriteFile's reads, allocated on first use
 
   uint8_t block_[512];
   size_t block_fill_ = 0;
@@ -158,6 +170,7 @@ class TarApplier {
   Fd file_;
   size_t segment_ = 0;
   uint64_t done_in_segment_ = 0;
+  uint64_t unflushed_ = 0;  // bytes written since writeback last started
   ContentChecksum checksum_;
 
   // Parent directory cache: most entries share the previous entry's parent.

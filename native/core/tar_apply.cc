@@ -24,6 +24,8 @@ namespace {
 // Data is written in pieces small enough that the checksum leaves them in
 // cache for the copy.
 constexpr uint64_t kWritePiece = 128 << 10;
+// A large file's data is handed to writeback every this many bytes.
+constexpr uint64_t kWritebackEvery = 8 << 20;
 
 bool IsRegularType(char t) { return t == '0' || t == 0 || t == '7'; }
 
@@ -382,6 +384,7 @@ Failure TarApplier::BeginPayload() {
   if (!e.sparse) e.segments = {SparseSegment{0, e.size}};
   segment_ = 0;
   done_in_segment_ = 0;
+  unflushed_ = 0;
   checksum_ = ContentChecksum();
   if (e.sparse_map_in_data) {
     if (e.size == 0) return Problem("ERR_ARCHIVE_CORRUPT", e.name, "sparse file without its map");
@@ -424,6 +427,13 @@ Failure TarApplier::WritePayload(const uint8_t* data, size_t size) {
     done_in_segment_ += take;
     data += take;
     size -= take;
+    // Starts writing a large file back while the rest is applied: the syncfs
+    // at the end then waits for less. Only a hint: the syncfs still makes
+    // everything durable and reports any write error.
+    if (mode_ != WhiteoutMode::Index && (unflushed_ += take) >= kWritebackEvery) {
+      sync_file_range(file_.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+      unflushed_ = 0;
+    }
   }
   return Ok();
 }

@@ -111,6 +111,64 @@ describe('native tar applier and exporter', function () {
     expect(await applier.finish().catch((e: unknown) => e)).to.include({ code: 'ERR_ARCHIVE_STATE' });
   });
 
+  describe('file content read by the applier ({ path, size } pieces)', function () {
+    // A regular file's tar part as header, content by reference, padding.
+    function byReference(dir: string, name: string, data: Buffer): Array<Buffer | { path: string; size: number }> {
+      writeFileSync(join(dir, name), data);
+      const part = buildTar([{ name, data }], { endBlocks: 0 });
+      return [part.subarray(0, 512), { path: join(dir, name), size: data.length }, part.subarray(512 + data.length)];
+    }
+    const big = Buffer.from(Array.from({ length: 1_500_001 }, (_, i) => (i * 13) % 251));
+
+    it('indexes the same archive as when given the bytes', async function () {
+      const dir = scratchDir(cleanups);
+      const expected = new TarApplier(dir, 'index');
+      await expected.write(buildTar([{ name: 'big', data: big }, { name: 'empty', data: '' }, { name: 'small', data: 'abc' }]));
+      const want = await expected.finish();
+
+      const applier = new TarApplier(dir, 'index');
+      await applier.write(byReference(dir, 'big', big));
+      await applier.write([...byReference(dir, 'empty', Buffer.alloc(0)), ...byReference(dir, 'small', Buffer.from('abc')), Buffer.alloc(1024)]);
+      const got = await applier.finish();
+      expect(got.diffId).to.equal(want.diffId);
+      expect(got.checkpoints).to.deep.equal(want.checkpoints);
+      expect(got.tarSplit).to.deep.equal(want.tarSplit);
+      expect(got).to.include({ entries: 3, contentSize: big.length + 3 });
+    });
+
+    it('applies files it reads itself in any mode, hashing the stream when asked', async function () {
+      const src = scratchDir(cleanups);
+      const pieces = [...byReference(src, 'big', big), ...byReference(src, 'small', Buffer.from('abc')), Buffer.alloc(1024)];
+      const whole = Buffer.concat(pieces.map((p) => (Buffer.isBuffer(p) ? p : readFileSync(p.path))));
+      const dir = scratchDir(cleanups);
+      const applier = new TarApplier(dir, 'overlay', { hash: true });
+      await applier.write(pieces);
+      const stats = await applier.finish();
+      expect(stats.diffId).to.equal(`sha256:${createHash('sha256').update(whole).digest('hex')}`);
+      expect(readFileSync(join(dir, 'big'))).to.deep.equal(big);
+      expect(readFileSync(join(dir, 'small'), 'utf8')).to.equal('abc');
+      const unhashed = new TarApplier(scratchDir(cleanups), 'overlay');
+      await unhashed.write(whole);
+      expect((await unhashed.finish()).diffId).to.equal(undefined);
+    });
+
+    it('fails on a file that is no longer the size its header says, or is missing', async function () {
+      const dir = scratchDir(cleanups);
+      for (const [name, actual] of [['shrunk', big.subarray(1)], ['grown', Buffer.concat([big, Buffer.from('x')])]] as const) {
+        const pieces = byReference(dir, name, big);
+        writeFileSync(join(dir, name), actual);
+        const error = await new TarApplier(dir, 'index').write(pieces).catch((e: unknown) => e);
+        expect(error, name).to.include({ name: 'ArchiveError', code: 'ERR_ARCHIVE_SOURCE_CHANGED', entry: name });
+        expect((error as Error).message).to.equal(`entry '${name}': the file changed size while it was being archived`);
+      }
+      const applier = new TarApplier(dir, 'index');
+      const error = await applier.write([...byReference(dir, 'gone', Buffer.from('g')).slice(0, 1), { path: join(dir, 'missing'), size: 1 }]).catch((e: unknown) => e);
+      expect(error).to.include({ code: 'ERR_ARCHIVE_APPLY', entry: 'gone' });
+      expect((error as Error).cause).to.include({ code: 'ENOENT', syscall: 'open' });
+      expect(await applier.write([Buffer.alloc(1024)]).catch((e: unknown) => e)).to.include({ code: 'ERR_ARCHIVE_STATE' });
+    });
+  });
+
   describe('argument validation', function () {
     it('throws TypeErrors instead of crashing', async function () {
       const { native } = await import('../../lib/native/binding.js');
@@ -122,9 +180,15 @@ describe('native tar applier and exporter', function () {
         ['empty dir', () => new native.TarApplier('', 'overlay')],
         ['NUL in dir', () => new native.TarApplier('/tmp/a\0b', 'overlay')],
         ['bad whiteout mode', () => new native.TarApplier(dir, 'bogus' as 'overlay')],
+        ['non-boolean hash', () => new native.TarApplier(dir, 'overlay', 1 as unknown as boolean)],
         ['missing chunk', () => (applier.write as unknown as () => unknown)()],
         ['string chunk', () => applier.write('abc' as unknown as Buffer)],
         ['array with a non-buffer', () => applier.write([Buffer.alloc(1), 'x' as unknown as Buffer])],
+        ['file piece without a size', () => applier.write([{ path: '/x' } as unknown as Buffer])],
+        ['file piece with a negative size', () => applier.write([{ path: '/x', size: -1 }])],
+        ['file piece with a fractional size', () => applier.write([{ path: '/x', size: 1.5 }])],
+        ['file piece with an empty path', () => applier.write([{ path: '', size: 1 }])],
+        ['file piece with a non-string path', () => applier.write([{ path: 1 as unknown as string, size: 1 }])],
         ['non-buffer split', () => new native.TarExporter(dir, 'x' as unknown as Buffer)],
         ['range beyond the tar', () => exporter.readRange(0, 1)],
         ['offset beyond the tar', () => exporter.readRange(1, 0)],

@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 
+import { setXattrSync } from '../../lib/native/fs.js';
 import { sha256, type Digest } from '../../lib/store/digest.js';
 import { Store } from '../../lib/store/store.js';
 import { isMountPoint, mountPoints } from '../../lib/system/mountinfo.js';
@@ -168,6 +169,35 @@ describe('container layers on overlay2', function () {
     expect(inPlace.existed).to.equal(true);
     expect(inPlace.layer.chainId).to.equal(streamed.layer.chainId);
     expect(await store.containers.changes(c.id)).to.deep.equal([]);
+  });
+
+  it('writes the same tar in place as streamed: hardlinks, symlinks, xattrs, whiteouts, long names, large and empty files', async function () {
+    const c = await store.containers.create(image);
+    const rootfs = await store.containers.mount(c.id);
+    const long = `deep/${'d'.repeat(90)}/${'n'.repeat(120)}`;
+    mkdirSync(join(rootfs, long), { recursive: true });
+    writeFileSync(join(rootfs, long, 'file'), 'under a long name\n');
+    writeFileSync(join(rootfs, 'big'), Buffer.from(Array.from({ length: 3_000_001 }, (_, i) => (i * 7) % 251)));
+    writeFileSync(join(rootfs, 'empty'), '');
+    writeFileSync(join(rootfs, 'etc/hosts'), 'changed\n');
+    execFileSync('ln', [join(rootfs, 'etc/hosts'), join(rootfs, 'hosts-link')]);
+    symlinkSync('../etc/hosts', join(rootfs, 'opt/hosts'));
+    setXattrSync(join(rootfs, 'empty'), 'trusted.strata-test', Buffer.from([0, 1, 2, 255]));
+    rmSync(join(rootfs, 'usr/lib/a'));
+    rmSync(join(rootfs, 'data'), { recursive: true });
+
+    const streamed = await store.containers.commit(c.id); // mounted: streamed
+    const tar = await buffer(store.layers.export(streamed.layer.chainId));
+    expect(sha256(tar)).to.equal(streamed.layer.diffId);
+    await store.layers.remove(streamed.layer.chainId);
+    await store.containers.unmount(c.id);
+
+    const inPlace = await store.containers.commit(c.id);
+    expect(inPlace.existed).to.equal(false);
+    expect(inPlace.layer.diffId).to.equal(streamed.layer.diffId);
+    expect((await buffer(store.layers.export(inPlace.layer.chainId))).equals(tar), 'the export is byte-exact').to.equal(true);
+    const names = execFileSync('tar', ['-t'], { input: tar, maxBuffer: 1 << 26 }).toString().trim().split('\n');
+    expect(names).to.include.members(['big', 'empty', 'hosts-link', 'opt/hosts', 'usr/lib/.wh.a', '.wh.data', `${long}/file`]);
   });
 
   it('counts mounts: the last unmount detaches', async function () {
