@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/digest_chain.h"
 #include "../core/tar.h"
 #include "../core/tar_split.h"
 #include "areas.h"
@@ -191,7 +192,7 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
     Napi::Buffer<uint8_t> split = BufferArg(info, 1, "tarSplit");
     std::string bytes(reinterpret_cast<const char*>(split.Data()), split.Length());
     ExportProblem problem;
-    if (Failure f = exporter_.Open(dir, bytes, problem))
+    if (Failure f = exporter_.Open(dir, std::move(bytes), problem))
       throw ArchiveProblemError(info.Env(), problem.code, problem.message, problem.entry, f);
   }
 
@@ -236,8 +237,7 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
     bool final = hashing && BoolArg(info, 3, "final");
     if (resume && state.Length() != Sha256::kStateSize)
       ThrowArgError(env, "ERR_INVALID_ARG_VALUE", "The \"state\" argument must be 32 bytes");
-    if (hashing && (offset % Sha256::kBlockSize != 0 || resume == (offset == 0) ||
-                    (!final && (offset + length) % Sha256::kBlockSize != 0)))
+    if (hashing && !SegmentFits(offset, length, resume, final))
       ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
                     "a hashed range must start at the tar's start without a state or at a 64-byte "
                     "boundary with one, and end at a 64-byte boundary unless final");
@@ -252,10 +252,9 @@ class Exporter : public Napi::ObjectWrap<Exporter> {
         env, problem, std::move(keep),
         [this, offset = offset, length = length, out, hash, problem, hashing, from, final] {
           if (!hashing) return exporter_.ReadRange(offset, length, out.get(), nullptr, *problem);
-          Sha256 sha = from ? Sha256(from, offset) : Sha256();
+          Sha256 sha = StartSegment(from, offset);
           if (Failure f = exporter_.ReadRange(offset, length, out.get(), &sha, *problem)) return f;
-          if (final) sha.Final(hash->data());
-          else sha.State(hash->data());
+          EndSegment(sha, final, hash->data());
           return Ok();
         },
         [out, length = length, hash, hashing](Napi::Env e) -> Napi::Value {

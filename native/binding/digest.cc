@@ -61,8 +61,7 @@ Napi::Value HashSegmentCall(const Napi::CallbackInfo& info) {
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE", "The \"state\" argument must be 32 bytes");
   uint64_t before = static_cast<uint64_t>(IntegerArg(info, 2, "bytesBefore", 0, int64_t{1} << 53));
   bool final = BoolArg(info, 3, "final");
-  if (before % Sha256::kBlockSize != 0 || (!resume && before != 0) ||
-      (!final && (before + data.Length()) % Sha256::kBlockSize != 0))
+  if (!SegmentFits(before, data.Length(), resume, final))
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE",
                   "a segment must start at the stream's start or a 64-byte boundary with its state, "
                   "and end at a 64-byte boundary unless final");

@@ -30,12 +30,25 @@ void DigestChainBuilder::Finish(std::string& digest, std::string& checkpoints) {
   digest = hash_.Digest();
 }
 
-void HashSegment(const uint8_t* data, size_t size, const uint8_t* state,
-                 uint64_t bytes_before, bool final, uint8_t* out) {
-  Sha256 hash = state ? Sha256(state, bytes_before) : Sha256();
-  hash.Update(data, size);
+bool SegmentFits(uint64_t bytes_before, uint64_t size, bool resume, bool final) {
+  return bytes_before % Sha256::kBlockSize == 0 && resume == (bytes_before > 0) &&
+         (final || (bytes_before + size) % Sha256::kBlockSize == 0);
+}
+
+Sha256 StartSegment(const uint8_t* state, uint64_t bytes_before) {
+  return state ? Sha256(state, bytes_before) : Sha256();
+}
+
+void EndSegment(Sha256& hash, bool final, uint8_t* out) {
   if (final) hash.Final(out);
   else hash.State(out);
+}
+
+void HashSegment(const uint8_t* data, size_t size, const uint8_t* state,
+                 uint64_t bytes_before, bool final, uint8_t* out) {
+  Sha256 hash = StartSegment(state, bytes_before);
+  hash.Update(data, size);
+  EndSegment(hash, final, out);
 }
 
 }  // namespace strata

@@ -31,10 +31,18 @@ class DigestChainBuilder {
   bool at_boundary_ = false;  // total is a boundary whose state is not yet recorded
 };
 
-// Hashes `size` bytes that follow `bytes_before` bytes of a stream, starting
-// from `state` (nullptr: the start of the stream). Writes the end state, or
-// with `final` the digest, to `out` (32 bytes). Without `final`,
-// bytes_before + size must be a multiple of 64.
+// Whether the `size` bytes that follow `bytes_before` bytes of a stream can
+// be hashed as one segment: from the stream's start without a state, or from
+// a 64-byte boundary with one, ending at a 64-byte boundary unless final.
+bool SegmentFits(uint64_t bytes_before, uint64_t size, bool resume, bool final);
+
+// A segment's hash, continuing from `state` after `bytes_before` bytes
+// (nullptr: the stream's start); SegmentFits must hold.
+Sha256 StartSegment(const uint8_t* state, uint64_t bytes_before);
+// Writes the segment's end state, or with `final` the digest, to `out` (32 bytes).
+void EndSegment(Sha256& hash, bool final, uint8_t* out);
+
+// StartSegment, `size` bytes of `data`, EndSegment.
 void HashSegment(const uint8_t* data, size_t size, const uint8_t* state,
                  uint64_t bytes_before, bool final, uint8_t* out);
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <utility>
 
 namespace strata {
 
@@ -370,10 +371,10 @@ Failure ReadContent(int fd, const std::string& path, const std::vector<SparseSeg
 
 }  // namespace
 
-Failure TarExporter::Open(const std::string& root, const std::string& split, ExportProblem& problem) {
+Failure TarExporter::Open(const std::string& root, std::string split, ExportProblem& problem) {
   root_ = Fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root_.valid()) return Fail(errno, "open", root);
-  split_ = split;
+  split_ = std::move(split);
   Reader r{split_};
   size_t at = 0;
   if (!r.Take(kMagicSize, at)) return Corrupt(problem, "bad magic");

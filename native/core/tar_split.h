@@ -109,7 +109,7 @@ struct ExportProblem {
 class TarExporter {
  public:
   // Parses and validates `split`; `root` is the layer directory.
-  Failure Open(const std::string& root, const std::string& split, ExportProblem& problem);
+  Failure Open(const std::string& root, std::string split, ExportProblem& problem);
   // Bytes of the whole tar.
   uint64_t size() const { return size_; }
   // Writes bytes [offset, offset + length) of the tar (within size()) to
