@@ -2,9 +2,11 @@
 // minus what .dockerignore excludes; globs over it; and the content digest of
 // a step's sources, which decides whether the cached step still holds.
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { release } from 'node:os';
 import { join, posix } from 'node:path';
 
+import { statfsSync } from '../native/fs.js';
 import { scanTree } from '../native/tree.js';
 
 export interface ContextEntry {
@@ -33,6 +35,23 @@ export interface FileHashes {
 
 /** Files changed more recently than this are hashed afresh each time (the "racily clean" rule of git's index). */
 const SETTLED_MS = 2000;
+
+/** Filesystems that have multigrain timestamps since Linux 6.13. */
+const MULTIGRAIN_FILESYSTEMS = new Set(['ext4', 'xfs', 'btrfs', 'tmpfs']);
+
+/**
+ * The device whose files' stamps can be trusted the moment they are read, or
+ * undefined. With multigrain timestamps (Linux 6.13, on ext4, xfs, btrfs and
+ * tmpfs), a change after a stat gets a finer ctime than the one that stat
+ * saw, so a stamp read once shows every later change: no settling time.
+ * Elsewhere a change in the same clock tick (up to 10 ms) would not show.
+ */
+export function fineGrainedDevice(dir: string): string | undefined {
+  const [major = 0, minor = 0] = release().split('.').map(Number);
+  if (major < 6 || (major === 6 && minor < 13)) return undefined;
+  if (!MULTIGRAIN_FILESYSTEMS.has(statfsSync(dir).typeName)) return undefined;
+  return String(statSync(dir, { bigint: true }).dev);
+}
 
 export class ContextError extends Error {
   readonly code = 'ERR_BUILD_CONTEXT';
@@ -141,11 +160,15 @@ export class BuildContext {
     // (Plain assignments, not spreads: thousands of entries go through this
     // loop once per build, before the optimizing compiler has seen it.)
     const byPath = new Map<string, ContextEntry>();
+    // Stamps start with the device: an entry on another filesystem mounted below dir settles by time.
+    const fineGrained = fineGrainedDevice(dir);
+    const fineGrainedPrefix = fineGrained === undefined ? undefined : `${fineGrained}:`;
     for (const entry of await scanTree(dir)) {
       const { path, type } = entry;
       if (type === 'other' || excluded(path)) continue;
       const item: ContextEntry = { path, type, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtimeMs: Math.floor(entry.mtimeMs), size: type === 'file' ? entry.size : 0 };
-      if (type !== 'directory' && now - entry.changedMs > SETTLED_MS) item.stamp = entry.stamp;
+      const settled = now - entry.changedMs > SETTLED_MS || (fineGrainedPrefix !== undefined && entry.stamp.startsWith(fineGrainedPrefix));
+      if (type !== 'directory' && settled) item.stamp = entry.stamp;
       entries.push(item);
       byPath.set(path, item);
     }
