@@ -1,4 +1,5 @@
-// Classic mount(2) and umount2(2), with flags named as in <sys/mount.h>.
+// Classic mount(2) and umount2(2), with flags named as in <sys/mount.h>, and
+// whether a path is a mount's root.
 import { native, withCallerStack } from './binding.js';
 
 export type MountFlag =
@@ -45,4 +46,13 @@ export async function unmount(target: string, flags: readonly UnmountFlag[] = []
     flags.map((f) => (f === 'nofollow' ? 'UMOUNT_NOFOLLOW' : `MNT_${f.toUpperCase()}`)),
   );
   return withCallerStack(native.umount2(target, bits));
+}
+
+/**
+ * Whether `path` (a final symlink not followed) is the root of a mount, from
+ * statx (Linux 5.8); null where the kernel cannot tell. A path that does not
+ * exist is not one.
+ */
+export function isMountRoot(path: string): boolean | null {
+  return native.isMountRootSync(path);
 }

@@ -25,6 +25,7 @@ export interface NativeBinding {
   // mount.cc
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
+  isMountRootSync(path: string): boolean | null;
   readonly mountConstants: Readonly<Record<string, number>>;
 
   // fs.cc

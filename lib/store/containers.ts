@@ -17,7 +17,7 @@ import { prepareMounts } from '../mounts/prepare.js';
 import type { MountSpec } from '../mounts/spec.js';
 import { unmount } from '../native/mount.js';
 import { isMountPoint, mountPoints, processesUsing } from '../system/mountinfo.js';
-import { relaxed, transaction, type Db } from './database.js';
+import { hexPrefixBounds, relaxed, transaction, type Db } from './database.js';
 import { parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { ImportResult, Layer, LayerStore } from './layers.js';
@@ -185,7 +185,7 @@ export class ContainerStore {
     const byName = this.db.prepare('SELECT * FROM containers WHERE name = ?').get(reference) as ContainerRow | undefined;
     if (byName) return toContainer(byName);
     if (/^[0-9a-f]{1,64}$/.test(reference)) {
-      const rows = this.db.prepare('SELECT * FROM containers WHERE id LIKE ? LIMIT 2').all(`${reference}%`) as ContainerRow[];
+      const rows = this.db.prepare('SELECT * FROM containers WHERE id >= ? AND id < ? LIMIT 2').all(...hexPrefixBounds(reference)) as ContainerRow[];
       if (rows.length > 1) throw new StoreError('ERR_CONTAINER_AMBIGUOUS', `container id prefix "${reference}" matches several containers`);
       if (rows[0]) return toContainer(rows[0]);
     }

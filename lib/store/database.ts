@@ -61,6 +61,15 @@ function migrate(db: Db): void {
   });
 }
 
+/**
+ * Bounds for `id >= ? AND id < ?` that select the ids starting with `prefix`,
+ * where ids go on in lowercase hex (all below "g"): the primary key's index
+ * finds them, where LIKE (case-insensitive, so no index) reads every row.
+ */
+export function hexPrefixBounds(prefix: string): [string, string] {
+  return [prefix, `${prefix}g`];
+}
+
 /** What must reach the disk before a connection's first synced commit (a session's marker). */
 const beforeFirstSync = new WeakMap<Db, () => void>();
 
@@ -90,10 +99,24 @@ export function transaction<T>(db: Db, fn: () => T): T {
  * it, and the next durable commit carries it to disk with its own.
  */
 export function relaxed<T>(db: Db, fn: () => T): T {
-  db.pragma('synchronous = NORMAL');
+  const { normal, full } = synchronousPragmas(db);
+  normal.run();
   try {
     return db.transaction(fn).immediate();
   } finally {
-    db.pragma('synchronous = FULL');
+    full.run();
   }
+}
+
+type Statement = Database.Statement;
+const pragmas = new WeakMap<Db, { normal: Statement; full: Statement }>();
+
+/** The two pragmas `relaxed` switches between, prepared once per connection (db.pragma compiles them on every call). */
+function synchronousPragmas(db: Db): { normal: Statement; full: Statement } {
+  let prepared = pragmas.get(db);
+  if (!prepared) {
+    prepared = { normal: db.prepare('PRAGMA synchronous = NORMAL'), full: db.prepare('PRAGMA synchronous = FULL') };
+    pragmas.set(db, prepared);
+  }
+  return prepared;
 }

@@ -3,7 +3,7 @@
 // and dropped in the same transaction as its row.
 import { parseImageConfig, type ImageConfig } from '../images/config.js';
 import { normalizeTag, parseReference } from '../images/reference.js';
-import { transaction, type Db } from './database.js';
+import { hexPrefixBounds, transaction, type Db } from './database.js';
 import { chainId as computeChainId, sha256, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import type { Layer, LayerStore } from './layers.js';
@@ -223,7 +223,7 @@ export class ImageStore {
 
   private byIdPrefix(hex: string, reference: string): Image {
     if (!/^[0-9a-f]{1,64}$/.test(hex)) throw new StoreError('ERR_IMAGE_UNKNOWN', `no such image: ${reference}`);
-    const rows = this.db.prepare('SELECT * FROM images WHERE id LIKE ? LIMIT 2').all(`sha256:${hex}%`) as ImageRow[];
+    const rows = this.db.prepare('SELECT * FROM images WHERE id >= ? AND id < ? LIMIT 2').all(...hexPrefixBounds(`sha256:${hex}`)) as ImageRow[];
     if (rows.length > 1) throw new StoreError('ERR_IMAGE_AMBIGUOUS', `image id prefix "${reference}" matches several images: give more digits`);
     if (!rows[0]) throw new StoreError('ERR_IMAGE_UNKNOWN', `no such image: ${reference}`);
     return this.toImage(rows[0]);

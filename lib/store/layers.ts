@@ -8,7 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { applyLayerArchive, type ApplyResult, type LayerInput } from '../archive/apply.js';
 import { exportLayerArchive } from '../archive/export.js';
 import type { StorageDriver } from '../drivers/driver.js';
-import { transaction, type Db } from './database.js';
+import { hexPrefixBounds, transaction, type Db } from './database.js';
 import { chainId as computeChainId, isDigest, parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import { beginStaging, discardStaged, endStaging, ownStart } from './staging.js';
@@ -128,8 +128,8 @@ export class LayerStore {
       throw new StoreError('ERR_LAYER_UNKNOWN', `no such layer: "${reference}" is not a layer id`);
     }
     const rows = this.db
-      .prepare(`SELECT ${COLUMNS} FROM layers WHERE chain_id LIKE ? LIMIT 2`)
-      .all(`sha256:${hex}%`) as LayerRow[];
+      .prepare(`SELECT ${COLUMNS} FROM layers WHERE chain_id >= ? AND chain_id < ? LIMIT 2`)
+      .all(...hexPrefixBounds(`sha256:${hex}`)) as LayerRow[];
     if (rows.length === 0) throw new StoreError('ERR_LAYER_UNKNOWN', `no such layer: ${reference}`);
     if (rows.length > 1) {
       throw new StoreError('ERR_LAYER_AMBIGUOUS', `layer id prefix "${reference}" matches several layers: give more digits`);

@@ -1,6 +1,8 @@
 // The calling process's mount table (/proc/self/mountinfo).
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
+import { isMountRoot } from '../native/mount.js';
+
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
 function unescape(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
@@ -13,8 +15,9 @@ export function mountPoints(): string[] {
     .map((line) => unescape(line.split(' ')[4] ?? ''));
 }
 
+/** One statx where the kernel tells; the mount table, which grows with every container mounted, elsewhere. */
 export function isMountPoint(path: string): boolean {
-  return mountPoints().includes(path);
+  return isMountRoot(path) ?? mountPoints().includes(path);
 }
 
 /** Mount points at or below `dir`. */

@@ -42,6 +42,15 @@ Napi::Value UmountJs(const Napi::CallbackInfo& info) {
                   [=] { return Unmount(target, static_cast<int>(flags)); });
 }
 
+// isMountRootSync(path): true or false, or null where the kernel cannot tell.
+Napi::Value IsMountRootSync(const Napi::CallbackInfo& info) {
+  std::string path = PathArg(info, 0, "path");
+  MountRoot root = MountRoot::kUnknown;
+  if (Failure f = IsMountRoot(path, root)) throw ErrnoError(info.Env(), f);
+  if (root == MountRoot::kUnknown) return info.Env().Null();
+  return Napi::Boolean::New(info.Env(), root == MountRoot::kYes);
+}
+
 Napi::Object MountConstants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   const std::pair<const char*, unsigned long> flags[] = {
@@ -69,6 +78,7 @@ Napi::Object MountConstants(Napi::Env env) {
 void InitMount(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, MountJs, "mount"));
   exports.Set("umount2", Napi::Function::New(env, UmountJs, "umount2"));
+  exports.Set("isMountRootSync", Napi::Function::New(env, IsMountRootSync, "isMountRootSync"));
   exports.Set("mountConstants", MountConstants(env));
 }
 

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { mount, unmount } from '../../lib/native/mount.js';
+import { isMountRoot, mount, unmount } from '../../lib/native/mount.js';
 import { Cleanups, isRoot, mountsBelow, scratchDir, tmpfsDir } from '../support/fixtures.js';
 
 describe('native mount(2) and umount2', function () {
@@ -20,6 +20,23 @@ describe('native mount(2) and umount2', function () {
     await unmount(dir);
     expect(mountsBelow(dir)).to.deep.equal([]);
     expect(existsSync(join(dir, 'f'))).to.equal(false);
+  });
+
+  it("tells a mount's root from the directories inside it and around it (statx)", async function () {
+    const parent = scratchDir(cleanups);
+    const dir = join(parent, 'mnt');
+    mkdirSync(dir);
+    expect(isMountRoot(dir)).to.equal(false);
+    await mount(dir, { source: 'tmpfs', fstype: 'tmpfs', data: 'size=1m' });
+    cleanups.defer(() => unmount(dir, ['detach']));
+    mkdirSync(join(dir, 'sub'));
+    symlinkSync(dir, join(parent, 'link'));
+    expect(isMountRoot(dir)).to.equal(true);
+    expect(isMountRoot(`${dir}/`)).to.equal(true);
+    expect(isMountRoot(join(dir, 'sub'))).to.equal(false);
+    expect(isMountRoot(join(parent, 'link'))).to.equal(false); // a symlink is not followed
+    expect(isMountRoot(join(parent, 'missing'))).to.equal(false);
+    expect(isMountRoot('/')).to.equal(true);
   });
 
   it('bind-mounts read-only with a remount', async function () {
