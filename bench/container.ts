@@ -1,10 +1,11 @@
 // Container layers on overlay2, against their physical floor: create + mount
-// through the API vs a bare overlay mount(2) of the same directories, and the
-// disk each of 1,000 containers of one image costs beyond its own changes.
+// through the API vs a bare overlay mount(2) of the same directories, and vs
+// that mount plus the one flush a durable create needs; and the disk each of
+// 1,000 containers of one image costs beyond its own changes.
 // On btrfs: container create vs `btrfs subvolume snapshot` of the image's top
 // layer, and vs the bare snapshot ioctl.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -46,11 +47,32 @@ async function createAndMount(fsType: BenchFs, runs: number): Promise<Row[]> {
       for (const sub of ['upper', 'work', 'merged']) mkdirSync(join(dir, sub), { recursive: true });
       bareDirs.push(dir);
     }
+    for (let i = 0; i < runs + 2; i++) {
+      const dir = join(scratch.dir, 'durable', String(i));
+      for (const sub of ['upper', 'work', 'merged']) mkdirSync(join(dir, sub), { recursive: true });
+      bareDirs.push(dir);
+    }
     let next = 0;
-    const bare = await time(async () => {
+    const bareMount = () => {
       const dir = bareDirs[next++]!;
-      await mountOverlay(join(dir, 'merged'), { lowers, upper: join(dir, 'upper'), work: join(dir, 'work'), index: false });
+      return mountOverlay(join(dir, 'merged'), { lowers, upper: join(dir, 'upper'), work: join(dir, 'work'), index: false });
+    };
+    const bare = await time(bareMount, runs);
+
+    // What durability costs by itself: a create that survives a crash makes at
+    // least one write and fdatasync on this filesystem (SQLite's WAL commit is one).
+    const fd = openSync(join(scratch.dir, 'flush'), 'w');
+    const page = Buffer.alloc(4096, 1);
+    const flush = () => {
+      writeSync(fd, page, 0, page.length, 0);
+      fdatasyncSync(fd);
+    };
+    const flushed = await time(flush, runs);
+    const durableFloor = await time(async () => {
+      await bareMount();
+      flush();
     }, runs);
+    closeSync(fd);
 
     for (const c of store.containers.list()) await store.containers.remove(c.id, { force: true });
     for (const dir of bareDirs) await unmount(join(dir, "merged"));
@@ -58,7 +80,9 @@ async function createAndMount(fsType: BenchFs, runs: number): Promise<Row[]> {
     const common = { case: 'container', section: 'container create + mount, 6-layer image (overlay2)', fs: fsType, unit: 'ms' as const };
     return [
       row({ ...common, subject: 'strata create + mount (API)', value: api, baseline: 'bare overlay mount(2)', base: bare }),
+      row({ ...common, subject: 'strata create + mount (API), against the durable floor', value: api, baseline: 'bare mount(2) + 4 KiB write + fdatasync', base: durableFloor }),
       row({ ...common, subject: 'bare overlay mount(2) of prepared directories', value: bare }),
+      row({ ...common, subject: '4 KiB write + fdatasync', value: flushed }),
     ];
   } finally {
     await scratch.release();
