@@ -9,6 +9,7 @@ import { StoreError } from './errors.js';
 import { migrations } from './schema.js';
 
 export type Db = Database.Database;
+export type Statement = Database.Statement;
 
 let sqliteAddon: string | undefined;
 
@@ -108,7 +109,6 @@ export function relaxed<T>(db: Db, fn: () => T): T {
   }
 }
 
-type Statement = Database.Statement;
 const pragmas = new WeakMap<Db, { normal: Statement; full: Statement }>();
 
 /** The two pragmas `relaxed` switches between, prepared once per connection (db.pragma compiles them on every call). */

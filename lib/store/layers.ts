@@ -8,7 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { applyLayerArchive, type ApplyResult, type LayerInput } from '../archive/apply.js';
 import { exportLayerArchive } from '../archive/export.js';
 import type { StorageDriver } from '../drivers/driver.js';
-import { hexPrefixBounds, transaction, type Db } from './database.js';
+import { hexPrefixBounds, transaction, type Db, type Statement } from './database.js';
 import { chainId as computeChainId, isDigest, parseDigest, shortId, type Digest } from './digest.js';
 import { StoreError } from './errors.js';
 import { beginStaging, discardStaged, endStaging, ownStart } from './staging.js';
@@ -112,9 +112,13 @@ export class LayerStore {
   ) {}
 
   get(chainId: Digest): Layer | undefined {
-    const row = this.db.prepare(`SELECT ${COLUMNS} FROM layers WHERE chain_id = ?`).get(chainId) as LayerRow | undefined;
+    // Prepared once: most calls on a layer start here.
+    this.getStatement ??= this.db.prepare(`SELECT ${COLUMNS} FROM layers WHERE chain_id = ?`);
+    const row = this.getStatement.get(chainId) as LayerRow | undefined;
     return row && toLayer(row);
   }
+
+  private getStatement?: Statement;
 
   list(): Layer[] {
     const rows = this.db.prepare(`SELECT ${COLUMNS} FROM layers ORDER BY created, chain_id`).all() as LayerRow[];
@@ -337,10 +341,21 @@ export class LayerStore {
 
   /** The cache ids of a layer chain, top-most first, as overlay stacks them. */
   chainCacheIds(chainId: Digest): string[] {
-    const ids: string[] = [];
-    for (let layer = this.get(chainId); layer; layer = layer.parent ? this.get(layer.parent) : undefined) ids.push(layer.cacheId);
-    return ids;
+    // One statement for the whole chain: a mount of a 500-layer image is not 500 queries.
+    this.chainStatement ??= this.db
+      .prepare(
+        `WITH RECURSIVE chain (chain_id, parent, cache_id, depth) AS (
+           SELECT chain_id, parent, cache_id, 0 FROM layers WHERE chain_id = ?
+           UNION ALL
+           SELECT layers.chain_id, layers.parent, layers.cache_id, chain.depth + 1 FROM layers JOIN chain ON layers.chain_id = chain.parent
+         )
+         SELECT cache_id FROM chain ORDER BY depth`,
+      )
+      .pluck();
+    return this.chainStatement.all(chainId) as string[];
   }
+
+  private chainStatement?: Statement;
 
   /** The layer directories of a chain, top-most first. */
   chainDirs(chainId: Digest): string[] {
