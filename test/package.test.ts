@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
+import { ABI_VERSION } from '../lib/native/binding.js';
 import { Cleanups, scratchDir } from './support/fixtures.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -31,7 +32,7 @@ describe('package', function () {
       cwd: root,
       env: { ...process.env, STRATAFS_PREBUILD: join(root, 'build-cmake') },
     });
-    expect(JSON.parse(out)).to.deep.equal({ path: built, abi: 9, code: 'ENOENT' });
+    expect(JSON.parse(out)).to.deep.equal({ path: built, abi: ABI_VERSION, code: 'ENOENT' });
   });
 
   it('packs the prebuild, and the tarball installs and runs with no compiler and no build/', function () {
