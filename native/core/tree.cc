@@ -57,6 +57,8 @@ struct Entry {
   std::string src;
   std::string dst;
   size_t name_length;
+  // For a regular file the listing named as one, only the type (stx_mask 0):
+  // CopyFiles stats it by its fd.
   struct statx st;
 
   const char* src_name() const { return src.c_str() + src.size() - name_length; }
@@ -310,10 +312,11 @@ struct DirFds {
   Fd dst;
 };
 
-// A regular file being copied, and its copy.
+// A regular file being copied, its status, and its copy.
 struct OpenFile {
   const Entry* entry;
   Fd in;
+  struct statx st;
   Fd out;
 };
 
@@ -429,8 +432,8 @@ class TreeCopier {
     for (const Entry& entry : batch.entries) {
       if ((entry.st.stx_mode & S_IFMT) != S_IFREG) {
         if (Failure f = Copy(dir, entry, stats)) return f;
-      } else if (entry.st.stx_nlink == 1 || FirstLink(entry)) {
-        files.push_back(OpenFile{&entry, Fd(), Fd()});
+      } else {
+        files.push_back(OpenFile{&entry, Fd(), {}, Fd()});
       }
     }
     for (size_t i = 0; i < files.size(); i += kStageFiles) {
@@ -447,7 +450,7 @@ class TreeCopier {
       stats.dirs++;
       return CopyDirectory(dir, e);
     }
-    if (e.st.stx_nlink > 1 && !FirstLink(e)) return Ok();
+    if (e.st.stx_nlink > 1 && !FirstLink(e, e.st)) return Ok();
     if (type == S_IFLNK) {
       std::string target;
       if (Failure f = ReadLink(dir.src.get(), e, target)) return f;
@@ -463,9 +466,9 @@ class TreeCopier {
 
   // Whether `e` is the first name seen of its inode; later names are linked
   // to the first copy once all workers are done.
-  bool FirstLink(const Entry& e) {
+  bool FirstLink(const Entry& e, const struct statx& st) {
     std::lock_guard<std::mutex> lock(links_mutex_);
-    auto [it, inserted] = first_links_.emplace(KeyOf(e.st), e.dst);
+    auto [it, inserted] = first_links_.emplace(KeyOf(st), e.dst);
     if (!inserted) links_.emplace_back(it->second, e.dst);
     return inserted;
   }
@@ -500,9 +503,14 @@ class TreeCopier {
       if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
       size_t length = strlen(d->d_name);
       Entry child{parent->src + "/" + d->d_name, parent->dst + "/" + d->d_name, length, {}};
-      if (statx(dirfd(dir), d->d_name, AT_SYMLINK_NOFOLLOW, kStatxMask, &child.st) != 0)
-        return Fail(errno, "statx", child.src);
-      if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
+      if (d->d_type == DT_REG) {
+        // Statted by its fd once open (CopyFiles): one lookup of its name less.
+        child.st.stx_mode = S_IFREG;
+      } else {
+        if (statx(dirfd(dir), d->d_name, AT_SYMLINK_NOFOLLOW, kStatxMask, &child.st) != 0)
+          return Fail(errno, "statx", child.src);
+        if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
+      }
       children.push_back(std::move(child));
     }
     uint64_t src_group = GroupOf(parent->st.stx_ino, src_shift_);
@@ -524,26 +532,41 @@ class TreeCopier {
   }
 
   // Regular files [begin, end), a step at a time (see kStageFiles): each
-  // opened (never followed, and never blocking on a fifo put in its place),
-  // its copy created and its data copied, then its metadata set on the open
-  // copy.
+  // opened (never followed, and never blocking on a fifo put in its place)
+  // and statted by its fd if the listing did not, its copy created and its
+  // data copied, then its metadata set on the open copy.
   Failure CopyFiles(const DirFds& dir, OpenFile* begin, OpenFile* end, TreeCopyStats& stats) {
+    OpenFile* kept = begin;  // files to copy, from begin to kept
     for (OpenFile* f = begin; f != end; f++) {
-      f->in = Fd(openat(dir.src.get(), f->entry->src_name(),
+      const Entry& e = *f->entry;
+      f->in = Fd(openat(dir.src.get(), e.src_name(),
                         O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC));
-      if (!f->in.valid()) return Fail(errno, "open", f->entry->src);
+      if (!f->in.valid()) return Fail(errno, "open", e.src);
+      f->st = e.st;
+      if (f->st.stx_mask == 0 &&
+          statx(f->in.get(), "", AT_EMPTY_PATH, kStatxMask, &f->st) != 0)
+        return Fail(errno, "statx", e.src);
+      // Replaced since it was listed.
+      if (!S_ISREG(f->st.stx_mode)) return Fail(EINVAL, "copyfile", e.src, e.dst);
+      if (f->st.stx_nlink > 1 && !FirstLink(e, f->st)) {
+        f->in = Fd();  // linked to its first copy at the end
+        continue;
+      }
+      if (kept != f) *kept = std::move(*f);
+      kept++;
     }
+    end = kept;
     for (OpenFile* f = begin; f != end; f++) {
       f->out = Fd(openat(dir.dst.get(), f->entry->dst_name(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                         f->entry->st.stx_mode & 07777));
+                         f->st.stx_mode & 07777));
       if (!f->out.valid()) return Fail(errno, "open", f->entry->dst);
     }
     for (OpenFile* f = begin; f != end; f++) {
-      if (Failure failure = CopyFileData(f->in.get(), f->out.get(), *f->entry, stats))
+      if (Failure failure = CopyFileData(f->in.get(), f->out.get(), *f->entry, f->st, stats))
         return failure;
     }
     for (OpenFile* f = begin; f != end; f++) {
-      const struct statx& sx = f->entry->st;
+      const struct statx& sx = f->st;
       mode_t perm = sx.stx_mode & 07777;
       bool chowned = sx.stx_uid != self_.uid || sx.stx_gid != self_.gid;
       if (chowned && fchown(f->out.get(), sx.stx_uid, sx.stx_gid) != 0)
@@ -554,7 +577,7 @@ class TreeCopier {
       if (Failure failure = CopyXattrsFd(f->in.get(), f->out.get(), *f->entry)) return failure;
     }
     for (OpenFile* f = begin; f != end; f++) {
-      const struct statx& sx = f->entry->st;
+      const struct statx& sx = f->st;
       struct timespec times[2] = {Timespec(sx.stx_atime), Timespec(sx.stx_mtime)};
       if (futimens(f->out.get(), times) != 0) return Fail(errno, "utimensat", f->entry->dst);
       stats.files++;
@@ -567,9 +590,10 @@ class TreeCopier {
   // Reflink first, per file. Errors that hold for a whole pair of mounts are
   // remembered so that later files skip the attempt; errors about one file
   // only make that file fall back.
-  Failure CopyFileData(int in, int out, const Entry& e, TreeCopyStats& stats) {
+  Failure CopyFileData(int in, int out, const Entry& e, const struct statx& sx,
+                       TreeCopyStats& stats) {
     bool try_reflink = reflink_;
-    std::pair<uint64_t, uint64_t> mounts{e.st.stx_mnt_id, dst_mount_};
+    std::pair<uint64_t, uint64_t> mounts{sx.stx_mnt_id, dst_mount_};
     if (try_reflink) {
       std::lock_guard<std::mutex> lock(links_mutex_);
       try_reflink = no_reflink_.count(mounts) == 0;
@@ -580,7 +604,7 @@ class TreeCopier {
       // needs no fstat to know that no fifo or device took the file's place.
       if (ioctl(out, FICLONE, in) == 0) {
         stats.reflinked++;
-        stats.bytes += e.st.stx_size;
+        stats.bytes += sx.stx_size;
         return Ok();
       }
       reflink_error = errno;
