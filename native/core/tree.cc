@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -44,12 +45,21 @@ constexpr size_t kBatchSize = 256;
 // other worker is in.
 constexpr size_t kGroupScan = 64;
 
+// Regular files of a batch are copied this many at a time, a step at a time
+// (all opened, then all created, all cloned, ...): the kernel runs the same
+// code for many files in a row, with it still in the CPU's caches. Two fds
+// per file stay open meanwhile. (On xfs, 16 to 256 at a time took 5 to 7%
+// less time than one file at a time; 16 keeps the fds few.)
+constexpr size_t kStageFiles = 16;
+
 // One entry to copy: full paths (for errors, and the few calls that have no
 // form relative to a directory fd), and its name, the tail of both.
 struct Entry {
   std::string src;
   std::string dst;
   size_t name_length;
+  // For a regular file the listing named as one, only the type (stx_mask 0):
+  // CopyFiles stats it by its fd.
   struct statx st;
 
   const char* src_name() const { return src.c_str() + src.size() - name_length; }
@@ -164,9 +174,13 @@ ssize_t ReadSized(char* small, size_t small_size, std::vector<char>& big, const 
   return n;
 }
 
-// The xattrs of the open file `in` onto `out`: one flistxattr into a stack
-// buffer for the usual file that has none.
+// The xattrs of the open file `in` onto `out`. The usual file has none: one
+// flistxattr asking only for the list's length tells (given a buffer, the
+// kernel allocates one of that size for every call).
 Failure CopyXattrsFd(int in, int out, const Entry& e) {
+  ssize_t needed = flistxattr(in, nullptr, 0);
+  if (needed < 0) return Fail(errno, "flistxattr", e.src);
+  if (needed == 0) return Ok();
   char list_buf[1024];
   std::vector<char> list_big;
   const char* list = nullptr;
@@ -270,6 +284,11 @@ constexpr long kXfsMagic = 0x58465342;
 
 constexpr uint64_t kNoGroup = ~uint64_t{0};
 
+constexpr unsigned kCloseRangeUnshare = 1U << 1;  // CLOSE_RANGE_UNSHARE
+#ifndef SYS_close_range
+#define SYS_close_range 436  // Linux 5.9, the same number on every architecture
+#endif
+
 // How to tell a file's allocation group from its inode number: the shift that
 // leaves the group (0: no groups worth telling apart). On xfs a reflink
 // updates the reference counts of the shared extent under the lock of its
@@ -297,6 +316,14 @@ unsigned AllocationGroupShift(int dirfd) {
 struct DirFds {
   Fd src;
   Fd dst;
+};
+
+// A regular file being copied, its status, and its copy.
+struct OpenFile {
+  const Entry* entry;
+  Fd in;
+  struct statx st;
+  Fd out;
 };
 
 class TreeCopier {
@@ -354,7 +381,14 @@ class TreeCopier {
   }
 
  private:
+  // Runs on a thread of our own: never on the caller's, which would be left
+  // without the process's files.
   void Work(TreeCopyStats& stats) {
+    // A new, empty file table for this thread, so that its opens and closes
+    // take no lock the other workers (and Node's threads) take too: with the
+    // shared table, 2 workers on xfs spent ~3% of their time in alloc_fd and
+    // close. Where the kernel cannot, the shared one it is.
+    syscall(SYS_close_range, 0U, ~0U, kCloseRangeUnshare);
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return failure_ || !queue_.empty() || busy_ == 0; });
@@ -405,24 +439,31 @@ class TreeCopier {
                Fd(open(batch.dir->dst.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))};
     if (!dir.src.valid()) return Fail(errno, "open", batch.dir->src);
     if (!dir.dst.valid()) return Fail(errno, "open", batch.dir->dst);
+    // Regular files after the rest: directories are listed sooner, for
+    // other workers to share.
+    std::vector<OpenFile> files;
     for (const Entry& entry : batch.entries) {
-      if (Failure f = Copy(dir, entry, stats)) return f;
+      if ((entry.st.stx_mode & S_IFMT) != S_IFREG) {
+        if (Failure f = Copy(dir, entry, stats)) return f;
+      } else {
+        files.push_back(OpenFile{&entry, Fd(), {}, Fd()});
+      }
+    }
+    for (size_t i = 0; i < files.size(); i += kStageFiles) {
+      size_t end = std::min(files.size(), i + kStageFiles);
+      if (Failure f = CopyFiles(dir, &files[i], &files[end], stats)) return f;
     }
     return Ok();
   }
 
+  // Anything but a regular file.
   Failure Copy(const DirFds& dir, const Entry& e, TreeCopyStats& stats) {
     mode_t type = e.st.stx_mode & S_IFMT;
     if (type == S_IFDIR) {
       stats.dirs++;
       return CopyDirectory(dir, e);
     }
-    if (e.st.stx_nlink > 1 && !FirstLink(e)) return Ok();
-    if (type == S_IFREG) {
-      if (Failure f = CopyFile(dir, e, stats)) return f;
-      stats.files++;
-      return Ok();
-    }
+    if (e.st.stx_nlink > 1 && !FirstLink(e, e.st)) return Ok();
     if (type == S_IFLNK) {
       std::string target;
       if (Failure f = ReadLink(dir.src.get(), e, target)) return f;
@@ -438,9 +479,9 @@ class TreeCopier {
 
   // Whether `e` is the first name seen of its inode; later names are linked
   // to the first copy once all workers are done.
-  bool FirstLink(const Entry& e) {
+  bool FirstLink(const Entry& e, const struct statx& st) {
     std::lock_guard<std::mutex> lock(links_mutex_);
-    auto [it, inserted] = first_links_.emplace(KeyOf(e.st), e.dst);
+    auto [it, inserted] = first_links_.emplace(KeyOf(st), e.dst);
     if (!inserted) links_.emplace_back(it->second, e.dst);
     return inserted;
   }
@@ -475,9 +516,14 @@ class TreeCopier {
       if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
       size_t length = strlen(d->d_name);
       Entry child{parent->src + "/" + d->d_name, parent->dst + "/" + d->d_name, length, {}};
-      if (statx(dirfd(dir), d->d_name, AT_SYMLINK_NOFOLLOW, kStatxMask, &child.st) != 0)
-        return Fail(errno, "statx", child.src);
-      if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
+      if (d->d_type == DT_REG) {
+        // Statted by its fd once open (CopyFiles): one lookup of its name less.
+        child.st.stx_mode = S_IFREG;
+      } else {
+        if (statx(dirfd(dir), d->d_name, AT_SYMLINK_NOFOLLOW, kStatxMask, &child.st) != 0)
+          return Fail(errno, "statx", child.src);
+        if (KeyOf(child.st) == dst_root_) continue;  // dst inside src: not itself
+      }
       children.push_back(std::move(child));
     }
     uint64_t src_group = GroupOf(parent->st.stx_ino, src_shift_);
@@ -498,35 +544,69 @@ class TreeCopier {
     return Ok();
   }
 
-  // A regular file, opened (never followed, and never blocking on a fifo put
-  // in its place) and copied, then its metadata set on the open copy.
-  Failure CopyFile(const DirFds& dir, const Entry& e, TreeCopyStats& stats) {
-    Fd in(openat(dir.src.get(), e.src_name(),
-                 O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC));
-    if (!in.valid()) return Fail(errno, "open", e.src);
-    mode_t perm = e.st.stx_mode & 07777;
-    Fd out(openat(dir.dst.get(), e.dst_name(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, perm));
-    if (!out.valid()) return Fail(errno, "open", e.dst);
-    if (Failure f = CopyFileData(in.get(), out.get(), e, stats)) return f;
-    const struct statx& sx = e.st;
-    bool chowned = sx.stx_uid != self_.uid || sx.stx_gid != self_.gid;
-    if (chowned && fchown(out.get(), sx.stx_uid, sx.stx_gid) != 0)
-      return Fail(errno, "fchown", e.dst);
-    // open() applied the umask, and chown cleared setuid and setgid.
-    bool exact = (perm & create_mask_) == perm && !(chowned && (perm & (S_ISUID | S_ISGID)));
-    if (!exact && fchmod(out.get(), perm) != 0) return Fail(errno, "fchmod", e.dst);
-    if (Failure f = CopyXattrsFd(in.get(), out.get(), e)) return f;
-    struct timespec times[2] = {Timespec(sx.stx_atime), Timespec(sx.stx_mtime)};
-    if (futimens(out.get(), times) != 0) return Fail(errno, "utimensat", e.dst);
+  // Regular files [begin, end), a step at a time (see kStageFiles): each
+  // opened (never followed, and never blocking on a fifo put in its place)
+  // and statted by its fd if the listing did not, its copy created and its
+  // data copied, then its metadata set on the open copy.
+  Failure CopyFiles(const DirFds& dir, OpenFile* begin, OpenFile* end, TreeCopyStats& stats) {
+    OpenFile* kept = begin;  // files to copy, from begin to kept
+    for (OpenFile* f = begin; f != end; f++) {
+      const Entry& e = *f->entry;
+      f->in = Fd(openat(dir.src.get(), e.src_name(),
+                        O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC));
+      if (!f->in.valid()) return Fail(errno, "open", e.src);
+      f->st = e.st;
+      if (f->st.stx_mask == 0 &&
+          statx(f->in.get(), "", AT_EMPTY_PATH, kStatxMask, &f->st) != 0)
+        return Fail(errno, "statx", e.src);
+      // Replaced since it was listed.
+      if (!S_ISREG(f->st.stx_mode)) return Fail(EINVAL, "copyfile", e.src, e.dst);
+      if (f->st.stx_nlink > 1 && !FirstLink(e, f->st)) {
+        f->in = Fd();  // linked to its first copy at the end
+        continue;
+      }
+      if (kept != f) *kept = std::move(*f);
+      kept++;
+    }
+    end = kept;
+    for (OpenFile* f = begin; f != end; f++) {
+      f->out = Fd(openat(dir.dst.get(), f->entry->dst_name(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->st.stx_mode & 07777));
+      if (!f->out.valid()) return Fail(errno, "open", f->entry->dst);
+    }
+    for (OpenFile* f = begin; f != end; f++) {
+      if (Failure failure = CopyFileData(f->in.get(), f->out.get(), *f->entry, f->st, stats))
+        return failure;
+    }
+    for (OpenFile* f = begin; f != end; f++) {
+      const struct statx& sx = f->st;
+      mode_t perm = sx.stx_mode & 07777;
+      bool chowned = sx.stx_uid != self_.uid || sx.stx_gid != self_.gid;
+      if (chowned && fchown(f->out.get(), sx.stx_uid, sx.stx_gid) != 0)
+        return Fail(errno, "fchown", f->entry->dst);
+      // open() applied the umask, and chown cleared setuid and setgid.
+      bool exact = (perm & create_mask_) == perm && !(chowned && (perm & (S_ISUID | S_ISGID)));
+      if (!exact && fchmod(f->out.get(), perm) != 0) return Fail(errno, "fchmod", f->entry->dst);
+      if (Failure failure = CopyXattrsFd(f->in.get(), f->out.get(), *f->entry)) return failure;
+    }
+    for (OpenFile* f = begin; f != end; f++) {
+      const struct statx& sx = f->st;
+      struct timespec times[2] = {Timespec(sx.stx_atime), Timespec(sx.stx_mtime)};
+      if (futimens(f->out.get(), times) != 0) return Fail(errno, "utimensat", f->entry->dst);
+      stats.files++;
+    }
+    for (OpenFile* f = begin; f != end; f++) f->in = Fd();
+    for (OpenFile* f = begin; f != end; f++) f->out = Fd();
     return Ok();
   }
 
   // Reflink first, per file. Errors that hold for a whole pair of mounts are
   // remembered so that later files skip the attempt; errors about one file
   // only make that file fall back.
-  Failure CopyFileData(int in, int out, const Entry& e, TreeCopyStats& stats) {
+  Failure CopyFileData(int in, int out, const Entry& e, const struct statx& sx,
+                       TreeCopyStats& stats) {
     bool try_reflink = reflink_;
-    std::pair<uint64_t, uint64_t> mounts{e.st.stx_mnt_id, dst_mount_};
+    std::pair<uint64_t, uint64_t> mounts{sx.stx_mnt_id, dst_mount_};
     if (try_reflink) {
       std::lock_guard<std::mutex> lock(links_mutex_);
       try_reflink = no_reflink_.count(mounts) == 0;
@@ -537,7 +617,7 @@ class TreeCopier {
       // needs no fstat to know that no fifo or device took the file's place.
       if (ioctl(out, FICLONE, in) == 0) {
         stats.reflinked++;
-        stats.bytes += e.st.stx_size;
+        stats.bytes += sx.stx_size;
         return Ok();
       }
       reflink_error = errno;

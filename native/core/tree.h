@@ -31,7 +31,8 @@ struct TreeCopyStats {
 // for reflinks into btrfs, which a second worker only slows down); with
 // more than one on xfs, workers prefer directories whose files, and whose
 // copies, are in allocation groups no other worker is cloning from or
-// creating in. On failure
+// creating in. Workers are threads of their own, each (from Linux 5.9) with
+// a file table of its own: none of the caller's fds are open in it. On failure
 // `dst` is left partly copied for the caller to remove. Paths longer than
 // PATH_MAX fail with ENAMETOOLONG (files are opened by path, see clone.h).
 // With `reflink` false every byte is read and written: no extent is shared

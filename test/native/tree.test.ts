@@ -242,6 +242,31 @@ describe('native tree copy', function () {
     });
   }
 
+  it('keeps the xattrs, owner, mode, times and links of many files in one directory, copied a group at a time', async function () {
+    // More files in one directory than the copier opens at once, hard links
+    // among them (a name that is not the first is set aside mid-group), and
+    // xattrs, owners and modes on some.
+    const mnt = await fsImage(cleanups, 'xfs');
+    const src = join(mnt, 'src');
+    mkdirSync(join(src, 'many'), { recursive: true });
+    for (let i = 0; i < 70; i++) {
+      const path = join(src, 'many', `f${i}`);
+      if (i % 9 === 4) {
+        linkSync(join(src, 'many', `f${i - 1}`), path);
+        continue;
+      }
+      writeFileSync(path, `file ${i}\n`.repeat(i));
+      if (i % 7 === 0) setXattrSync(path, 'trusted.n', String(i));
+      if (i % 5 === 0) lchownSync(path, 1000 + i, 2000 + i);
+      if (i % 6 === 0) chmodSync(path, 0o4711);
+      touch(path, 1600000000 + i, i);
+    }
+    linkSync(join(src, 'many', 'f1'), join(src, 'f1-outside'));
+    const stats = await copyTree(src, join(mnt, 'dst'), { threads: 2 });
+    expect(stats).to.include({ files: 62, hardlinks: 9, reflinked: 62 });
+    expectSameTree(src, join(mnt, 'dst'));
+  });
+
   it('reads and writes every byte with reflink: false, even where reflinks work (xfs)', async function () {
     const mnt = await fsImage(cleanups, 'xfs');
     const src = join(mnt, 'src');
