@@ -54,7 +54,6 @@ export class Overlay2Driver implements StorageDriver {
       ['Native Overlay Diff', 'true'],
       ['userxattr', 'false'],
       ['index', 'off'],
-      ['Max Layers', String(overlay.maxLowers)],
       ['Layer Stacking', overlay.lowerdirPlus ? 'lowerdir+ (fsconfig)' : 'mount(2) with short /proc/self/fd paths'],
     ];
   }

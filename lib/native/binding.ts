@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 import type { NativeBinding } from './types.js';
 
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 11;
 
 const require = createRequire(import.meta.url);
 const packageRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -95,5 +95,7 @@ export interface OverlayFeatures {
 
 /** What the running kernel's overlayfs supports; probed once per process, without mounting. */
 export function probeOverlayFeatures(): OverlayFeatures {
-  return native.probeOverlayFeatures();
+  const features = native.probeOverlayFeatures();
+  // Counted (some 500 fsconfig calls) only where it is read: most commands never do.
+  return Object.defineProperty(features, 'maxLowers', { enumerable: true, get: () => native.overlayMaxLowers() }) as OverlayFeatures;
 }

@@ -72,9 +72,10 @@ export interface NativeBinding {
   probeOverlayFeatures(): {
     available: boolean; paramsChecked: boolean; lowerdirPlus: boolean; datadirPlus: boolean;
     layersByFd: boolean; metacopy: boolean; index: boolean; redirectDir: boolean;
-    volatile: boolean; userxattr: boolean; maxLowers: number;
+    volatile: boolean; userxattr: boolean;
     moduleParams: Record<string, string>;
   };
+  overlayMaxLowers(): number;
 
   // archive.cc
   readonly TarApplier: new (dir: string, whiteouts: 'overlay' | 'remove' | 'index', hash?: boolean) => NativeTarApplier;

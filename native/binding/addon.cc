@@ -6,7 +6,7 @@ namespace {
 
 // Bumped whenever the exported surface changes, so a stale build/ that
 // shadows a newer prebuild is caught by the loader instead of misbehaving.
-constexpr uint32_t kAbiVersion = 10;
+constexpr uint32_t kAbiVersion = 11;
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));

@@ -114,11 +114,15 @@ Napi::Value ProbeOverlayFeaturesJs(const Napi::CallbackInfo& info) {
   result.Set("redirectDir", f.redirect_dir);
   result.Set("volatile", f.volatile_);
   result.Set("userxattr", f.userxattr);
-  result.Set("maxLowers", static_cast<double>(f.max_lowers));
   Napi::Object params = Napi::Object::New(env);
   for (const auto& [name, value] : f.module_params) params.Set(name, value);
   result.Set("moduleParams", params);
   return result;
+}
+
+// overlayMaxLowers(): counted on the first call only.
+Napi::Value OverlayMaxLowersJs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(OverlayMaxLowers()));
 }
 
 }  // namespace
@@ -129,6 +133,8 @@ void InitOverlay(Napi::Env env, Napi::Object exports) {
   exports.Set("probeOverlayFeatures",
               Napi::Function::New(env, ProbeOverlayFeaturesJs,
                                   "probeOverlayFeatures"));
+  exports.Set("overlayMaxLowers",
+              Napi::Function::New(env, OverlayMaxLowersJs, "overlayMaxLowers"));
 }
 
 }  // namespace strata

@@ -230,7 +230,6 @@ OverlayFeatures Probe() {
   f.redirect_dir = Accepts(c, FSCONFIG_SET_STRING, "redirect_dir", "off", 0);
   f.volatile_ = Accepts(c, FSCONFIG_SET_FLAG, "volatile", nullptr, 0);
   f.userxattr = Accepts(c, FSCONFIG_SET_FLAG, "userxattr", nullptr, 0);
-  if (f.lowerdir_plus) f.max_lowers = CountMaxLowers();
   return f;
 }
 
@@ -287,6 +286,12 @@ Failure MountOverlay(const OverlaySpec& spec, const std::string& target,
 const OverlayFeatures& ProbeOverlayFeatures() {
   static const OverlayFeatures features = Probe();
   return features;
+}
+
+size_t OverlayMaxLowers() {
+  static const size_t max_lowers =
+      ProbeOverlayFeatures().lowerdir_plus ? CountMaxLowers() : kOverlayMaxLowers;
+  return max_lowers;
 }
 
 }  // namespace strata

@@ -58,12 +58,16 @@ struct OverlayFeatures {
   bool redirect_dir = false;
   bool volatile_ = false;
   bool userxattr = false;
-  size_t max_lowers = kOverlayMaxLowers;
   // /sys/module/overlay/parameters/*: name and trimmed value.
   std::vector<std::pair<std::string, std::string>> module_params;
 };
 
 // Probed once per process; later calls return the cached result.
 const OverlayFeatures& ProbeOverlayFeatures();
+
+// How many lower layers one overlay can stack: counted once per process
+// where "lowerdir+" exists (some 500 fsconfig calls, so apart from the
+// probe every command makes), else the kernel's 500.
+size_t OverlayMaxLowers();
 
 }  // namespace strata
