@@ -67,6 +67,13 @@ const result = await build({
 });
 // The launcher runs the bundle as a function body, where a #! line is a syntax error.
 const code = result.outputFiles[0].text.replace(/^#!.*\n/, '');
+// One character outside ASCII would make V8 hold the whole source as a
+// two-byte string (twice the memory, slower to read and scan at every start).
+const nonAscii = /[^\x00-\x7f]/.exec(code);
+if (nonAscii) {
+  const line = code.slice(0, nonAscii.index).split('\n').length;
+  throw new Error(`the CLI bundle must be ASCII: line ${line} has "${nonAscii[0]}" (escape it in the source, as \\u${nonAscii[0].charCodeAt(0).toString(16).padStart(4, '0')})`);
+}
 writeFileSync(bundle, code);
 const launcher = readFileSync('scripts/cli-launcher.cjs', 'utf8').replace('@BUNDLE_SHA256@', createHash('sha256').update(code).digest('hex'));
 writeFileSync('dist/cli/strata.cjs', launcher);

@@ -9,8 +9,9 @@ import { formatSize, UsageError } from './output.js';
 
 export const collect = (value: string, previous: string[]) => [...previous, value];
 
-const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const DURATION = /^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$/;
+// "\u00b5s" is Go's "µs", written escaped: the CLI bundle is kept to ASCII (scripts/bundle-cli.mjs).
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, '\u00b5s': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|ms|s|m|h))+$/;
 
 /**
  * docker's `until`: a Go duration before now ("10m", "1h30m"), Unix seconds
@@ -19,7 +20,7 @@ const DURATION = /^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$/;
 export function parseUntil(value: string, now = Date.now()): Date {
   if (DURATION.test(value)) {
     let ms = 0;
-    for (const [, amount, unit] of value.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g)) ms += Number(amount) * DURATION_UNITS[unit!]!;
+    for (const [, amount, unit] of value.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)/g)) ms += Number(amount) * DURATION_UNITS[unit!]!;
     return new Date(now - ms);
   }
   if (/^\d+(?:\.\d+)?$/.test(value)) return new Date(Number(value) * 1000);
