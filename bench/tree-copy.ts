@@ -1,6 +1,6 @@
 // Tree copy (the vfs driver's hot path) against `cp -a --reflink=auto`, on
-// fresh loop-mounted xfs (reflink=1), btrfs and ext4: ~10,000 small files and
-// a few large ones.
+// fresh loop-mounted xfs (reflink=1), btrfs and ext4: a rootfs of some 20,000
+// entries (20,000 small files in 200 directories) and a few large files.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ type Fs = 'xfs' | 'btrfs' | 'ext4';
 
 const MiB = 1024 * 1024;
 const smallDirs = 100;
-const filesPerDir = 100;
+const filesPerDir = 200;
 const largeFiles = 3;
 const largeSize = 64 * MiB;
 
