@@ -60,7 +60,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Exits at once rather than letting Node tear its environment down (a few ms
-// a command has no use for): on Linux stdout and stderr are synchronous, so
-// everything written has been written.
-void main(process.argv).then((code) => process.exit(code));
+// Not process.exit: output still queued for a pipe (past the pipe's 64 KiB,
+// to a slow reader) would be cut off.
+void main(process.argv).then((code) => { process.exitCode = code; });
