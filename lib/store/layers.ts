@@ -106,6 +106,10 @@ function toLayer(row: LayerRow): Layer {
 }
 
 export class LayerStore {
+  /** Statements of the hottest reads, prepared on first use. */
+  private getStatement?: Statement;
+  private chainStatement?: Statement;
+
   constructor(
     private readonly db: Db,
     private readonly driver: StorageDriver,
@@ -117,8 +121,6 @@ export class LayerStore {
     const row = this.getStatement.get(chainId) as LayerRow | undefined;
     return row && toLayer(row);
   }
-
-  private getStatement?: Statement;
 
   list(): Layer[] {
     const rows = this.db.prepare(`SELECT ${COLUMNS} FROM layers ORDER BY created, chain_id`).all() as LayerRow[];
@@ -354,8 +356,6 @@ export class LayerStore {
       .pluck();
     return this.chainStatement.all(chainId) as string[];
   }
-
-  private chainStatement?: Statement;
 
   /** The layer directories of a chain, top-most first. */
   chainDirs(chainId: Digest): string[] {
